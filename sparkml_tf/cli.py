@@ -1,0 +1,153 @@
+"""``sparkml-tf``: run | validate | render | from-mlflow.
+
+Exit codes: 0 success, 2 config or usage error, 1 runtime failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from sparkml_tf.errors import ConfigError, SparkmlTfError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+LOGGER = logging.getLogger("sparkml_tf.cli")
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="config JSON file, or inline JSON starting with '{'")
+    parser.add_argument("macros", nargs="?", default=None, help="macros JSON file, or inline JSON (optional)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an existing key, by dotted path into the config or the macros "
+                             "(e.g. --set params.batch_size=1024, --set jobs[2].epochs=3); VALUE is JSON or a string")
+    parser.add_argument("--allow-import", dest="allowed", action="append", default=[], metavar="ROOT",
+                        help="also allow 'type' import strings under this package root")
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--job", dest="only", action="append", default=[], metavar="NAME",
+                        help="run only this job of the pipeline (repeatable): one spark-submit per stage")
+    parser.add_argument("--force", action="store_true", help="redo jobs whose outputs are already complete")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sparkml-tf", description="Config-driven TensorFlow recommenders on Spark.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="validate, then run a pipeline or job config",
+                         description="Validate the config (nothing starts if it is invalid), then run it.")
+    _add_config_args(run)
+    _add_run_args(run)
+
+    validate = sub.add_parser("validate", help="check a config without running anything",
+                              description="Report every problem in a config, each with its code and key path. "
+                                          "Imports no TensorFlow and starts no Spark.")
+    _add_config_args(validate)
+
+    render = sub.add_parser("render", help="print the resolved config (macros filled) as JSON",
+                            description="Print the config with overrides applied and macros filled.")
+    _add_config_args(render)
+    render.add_argument("--macros-only", action="store_true", help="print the evaluated macros instead")
+
+    rerun = sub.add_parser("from-mlflow", help="download the config and macros logged by an MLflow run and run them again",
+                           description="Rerun what an earlier run logged (config/config.json and config/macros.json).")
+    rerun.add_argument("run_id", help="the MLflow run id")
+    rerun.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlruns.db)")
+    rerun.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for run")
+    rerun.add_argument("--allow-import", dest="allowed", action="append", default=[], metavar="ROOT", help="as for run")
+    rerun.add_argument("--dry-run", action="store_true", help="download and validate only")
+    _add_run_args(rerun)
+    return parser
+
+
+def _resolve(args):
+    from sparkml_tf.config import resolve
+
+    return resolve(args.config, args.macros, args.overrides, args.allowed)
+
+
+def cmd_validate(args) -> int:
+    resolved = _resolve(args)
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"OK: {args.config} is valid")
+    return EXIT_OK
+
+
+def cmd_render(args) -> int:
+    resolved = _resolve(args)
+    print(json.dumps(resolved.macros if args.macros_only else resolved.config, indent=2))
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    resolved = _resolve(args)
+    target = resolved.build()
+    from sparkml_tf.jobs.base import Job, Pipeline, RunContext
+
+    if isinstance(target, Pipeline):
+        results = target.run(only=args.only, force=args.force)
+    elif isinstance(target, Job):
+        results = target.run(RunContext(force=args.force))
+    elif callable(target):
+        results = target()
+    else:
+        raise ConfigError("CONFIG_NOT_RUNNABLE", f"the config builds a {type(target).__name__}, which has no run(); make the top level a sparkml_tf.jobs.Pipeline or a Job", "<root>")
+    _print_results(results)
+    return EXIT_OK
+
+
+def cmd_from_mlflow(args) -> int:
+    from sparkml_tf.tracking import DEFAULT_TRACKING_URI, download_configs
+
+    paths = download_configs(args.run_id, args.tracking_uri or DEFAULT_TRACKING_URI)
+    print(f"downloaded the config of run {args.run_id} to {paths['config']}")
+    args.config = paths["config"]
+    args.macros = paths["macros"] if os.path.exists(paths["macros"]) else None
+    if args.dry_run:
+        return cmd_validate(args)
+    return cmd_run(args)
+
+
+def _print_results(results) -> None:
+    """Print what the last job returned when it is a flat table of numbers (metrics)."""
+    if not isinstance(results, dict) or not results:
+        return
+    from sparkml_tf.reporting import format_results
+
+    text = format_results(results)
+    if text:
+        print(text)
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "from-mlflow": cmd_from_mlflow}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(e.format(), file=sys.stderr)
+        return EXIT_CONFIG
+    except SparkmlTfError as e:
+        LOGGER.debug("failure", exc_info=True)
+        print(e.format(), file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def entry(argv: Optional[List[str]] = None) -> None:
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":
+    entry()

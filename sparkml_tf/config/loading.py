@@ -1,0 +1,45 @@
+"""Read a config or macros: a JSON file, an inline JSON string, or an already-parsed dict."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Tuple
+
+from sparkml_tf.errors import ConfigError
+
+
+def load_json(source: Any, what: str = "config") -> Tuple[Any, str]:
+    """Return ``(parsed, origin)``; origin names the file, or ``<inline>``.
+
+    A string that starts with ``{`` or ``[`` is parsed as inline JSON, anything else is a path.
+    """
+    if source is None:
+        return {}, "<none>"
+    if isinstance(source, (dict, list)):
+        return source, "<object>"
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise ConfigError("CONFIG_BAD_SOURCE", f"expected a path or a JSON string for the {what}, got {type(source).__name__}")
+    text, origin = source, "<inline>"
+    if not source.lstrip().startswith(("{", "[")):
+        origin = source
+        try:
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(
+                "CONFIG_FILE_NOT_FOUND",
+                f"cannot read the {what} file ({e.strerror}); check the path, or pass inline JSON starting with '{{'",
+                origin,
+            ) from e
+    try:
+        return json.loads(text), origin
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            "CONFIG_JSON_INVALID",
+            f"malformed JSON in the {what} at line {e.lineno}, column {e.colno}: {e.msg}; "
+            "fix the syntax (a trailing comma or a missing quote is the usual cause)",
+            f"{origin}:{e.lineno}:{e.colno}",
+        ) from e

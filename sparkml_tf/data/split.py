@@ -1,0 +1,117 @@
+"""The Mult-VAE strong-generalization split, in Spark (Liang et al. 2018).
+
+Users, not ratings, are held out: validation and test users are absent from training, and each
+of their item sets is cut into a fold-in part (the model's input) and a target part (what it
+must find). Every random choice is a hash of ids and the seed, never row order, so the same
+data and seed give the same split on any cluster and partitioning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Dict, Union
+
+from sparkml_tf.errors import DataError
+
+LOGGER = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation_input", "validation_target", "test_input", "test_target")
+
+
+@dataclasses.dataclass
+class Split:
+    """``interactions``: user, item, rating, timestamp, split. ``counts``: rows/users per step."""
+
+    interactions: "object"
+    counts: Dict[str, int]
+    _cached: list = dataclasses.field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        """Drop the cached intermediates once ``interactions`` is written."""
+        for frame in self._cached:
+            frame.unpersist()
+        self._cached.clear()
+
+
+def num_heldout(heldout_users: Union[int, float], num_users: int) -> int:
+    """``heldout_users`` below 1 is a fraction of the users, else a count (per held-out split)."""
+    if heldout_users <= 0 or (heldout_users >= 1 and heldout_users != int(heldout_users)):
+        raise ValueError(f"heldout_users must be a fraction in (0, 1) or a whole count >= 1, got {heldout_users!r}")
+    if heldout_users < 1:
+        return max(1, int(round(heldout_users * num_users)))
+    return int(heldout_users)
+
+
+def strong_generalization_split(
+    ratings,
+    min_rating: float = 3.5,
+    min_items: int = 5,
+    heldout_users: Union[int, float] = 0.1,
+    target_fraction: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Split ``ratings`` (user, item, rating, timestamp) as Mult-VAE does.
+
+    Keeps ratings > ``min_rating`` and users with >= ``min_items`` of them; picks the validation
+    and test users (``heldout_users`` each); the item vocabulary is the training users' items,
+    so held-out items outside it are dropped, then held-out users with < 2 items; each held-out
+    user's items go ``target_fraction`` to the target (at least 1) and the rest to the input.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not 0.0 < target_fraction < 1.0:
+        raise ValueError(f"target_fraction must be in (0, 1), got {target_fraction!r}")
+    counts: Dict[str, int] = {}
+
+    def note(step: str, frame, users: bool = True) -> None:
+        counts[f"rows.{step}"] = frame.count()
+        if users:
+            counts[f"users.{step}"] = frame.select("user").distinct().count()
+        LOGGER.info("split %-16s %10d rows%s", step, counts[f"rows.{step}"], f", {counts[f'users.{step}']} users" if users else "")
+
+    ratings = ratings.select("user", "item", "rating", "timestamp")
+    note("input", ratings, users=False)
+    kept = ratings.where(F.col("rating") > float(min_rating))
+    per_user = kept.groupBy("user").agg(F.count(F.lit(1)).alias("n"))
+    kept = kept.join(per_user.where(F.col("n") >= int(min_items)).select("user"), "user").cache()
+    note("filtered", kept)
+    num_users = counts["users.filtered"]
+    n = num_heldout(heldout_users, num_users)
+    if 2 * n >= num_users:
+        raise DataError(
+            "DATA_TOO_FEW_USERS",
+            f"{num_users} users are left after filtering (rating > {min_rating}, >= {min_items} items), too few to hold out "
+            f"{n} validation and {n} test users and still train; lower heldout_users, min_rating or min_items",
+        )
+
+    # Rank users by a seeded hash: the first n validate, the next n test.
+    users = kept.select("user").distinct().withColumn("h", F.xxhash64("user", F.lit(int(seed))))
+    ranked = users.withColumn("rank", F.row_number().over(Window.orderBy("h", "user")))
+    role = ranked.select(
+        "user",
+        F.when(F.col("rank") <= n, "validation").when(F.col("rank") <= 2 * n, "test").otherwise("train").alias("role"),
+    )
+    tagged = kept.join(F.broadcast(role.where(F.col("role") != "train")), "user", "left").fillna("train", ["role"])
+
+    train = tagged.where(F.col("role") == "train").drop("role")
+    note("train", train)
+    vocab = train.select("item").distinct()
+    counts["num_items"] = vocab.count()
+    heldout = tagged.where(F.col("role") != "train").join(F.broadcast(vocab), "item", "left_semi")
+    by_user = Window.partitionBy("user")
+    heldout = heldout.withColumn("n", F.count(F.lit(1)).over(by_user)).where(F.col("n") >= 2)
+    order = Window.partitionBy("user").orderBy(F.xxhash64("user", "item", F.lit(int(seed) + 1)), "item")
+    n_target = F.least(F.col("n") - 1, F.greatest(F.lit(1), F.floor(F.col("n") * float(target_fraction)).cast("long")))
+    heldout = heldout.withColumn("r", F.row_number().over(order)).withColumn(
+        "split", F.concat(F.col("role"), F.when(F.col("r") <= n_target, F.lit("_target")).otherwise(F.lit("_input")))
+    )
+    interactions = train.withColumn("split", F.lit("train")).unionByName(heldout.select("user", "item", "rating", "timestamp", "split"))
+    # One pass for the four held-out parts.
+    found = {r["split"]: r for r in heldout.groupBy("split").agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user").alias("users")).collect()}
+    for name in SPLITS[1:]:
+        row = found.get(name)
+        counts[f"rows.{name}"], counts[f"users.{name}"] = (int(row["rows"]), int(row["users"])) if row else (0, 0)
+        LOGGER.info("split %-16s %10d rows, %d users", name, counts[f"rows.{name}"], counts[f"users.{name}"])
+    return Split(interactions=interactions, counts=counts, _cached=[kept])

@@ -1,0 +1,279 @@
+"""An hnswlib index over item embeddings that ranks by ``user · item + bias``.
+
+The bias is folded into the vectors so plain inner-product search ranks by the model's score:
+item ``v, b`` is stored as ``[v, b]`` and a query ``u`` is sent as ``[u, 1]``, so
+``[u, 1] · [v, b] = u · v + b``. hnswlib's "ip" space returns ``1 - dot``; :meth:`query` turns
+that back into the score.
+
+On disk (``save(dir)``): ``index.bin`` (hnswlib), ``ids.parquet`` (row ``i`` = hnswlib label
+``i``: columns ``id`` int64 vocab id, ``item`` string) and ``params.json`` (M, ef_construction,
+ef, dim, count, space, fold_bias). Directories may be local or remote URIs (copied through a
+local temporary directory with pyarrow.fs). This module runs on executors too: it never
+imports pyspark or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from sparkml_tf.errors import DataError
+
+INDEX_FILE = "index.bin"
+IDS_FILE = "ids.parquet"
+PARAMS_FILE = "params.json"
+
+
+# ---- item embeddings (the ExportEmbeddings contract) ---------------------------------------
+
+
+def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``id, item, vector, bias`` Parquet into (ids int64 [N], items object [N], vectors float32 [N, D], biases float32 [N])."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    filesystem, path = _filesystem(embeddings_dir)
+    try:
+        table = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True).to_table()
+    except (FileNotFoundError, OSError) as e:
+        raise DataError("DATA_NOT_FOUND", f"cannot read item embeddings ({e}); run the ExportEmbeddings job first or fix the path", embeddings_dir) from e
+    missing = {"id", "vector"} - set(table.column_names)
+    if missing:
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"item embeddings lack column(s) {sorted(missing)} (have {table.column_names}); expected id int64, item string, vector list<float>, bias float",
+            embeddings_dir,
+        )
+    if table.num_rows == 0:
+        raise DataError("DATA_EMPTY", "no item embeddings to index; check that ExportEmbeddings wrote rows", embeddings_dir)
+    vector = table.column("vector").combine_chunks()
+    lengths = pc.list_value_length(vector).to_numpy(zero_copy_only=False)
+    dim = int(lengths[0])
+    if vector.null_count or np.any(lengths != dim):
+        raise DataError("DATA_SCHEMA_MISMATCH", f"item vectors must all have the same length (found lengths {sorted(set(lengths.tolist()))[:5]} and {vector.null_count} null)", embeddings_dir)
+    vectors = pc.list_flatten(vector).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
+    ids = table.column("id").to_numpy().astype(np.int64)
+    items = table.column("item").to_numpy(zero_copy_only=False).astype(object) if "item" in table.column_names else ids.astype(str).astype(object)
+    biases = table.column("bias").to_numpy(zero_copy_only=False).astype(np.float32) if "bias" in table.column_names else np.zeros(len(ids), np.float32)
+    return ids, items, vectors, biases
+
+
+# ---- search -------------------------------------------------------------------------------
+
+
+def fold(vectors: np.ndarray, biases: Optional[np.ndarray]) -> np.ndarray:
+    """Item side: ``[v, b]``."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    biases = np.zeros(len(vectors), np.float32) if biases is None else np.asarray(biases, np.float32)
+    return np.concatenate([vectors, biases[:, None]], axis=1)
+
+
+def fold_queries(queries: np.ndarray) -> np.ndarray:
+    """Query side: ``[u, 1]``."""
+    queries = np.asarray(queries, dtype=np.float32)
+    return np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
+
+
+def exact_search(
+    item_vectors: np.ndarray,
+    item_biases: Optional[np.ndarray],
+    queries: np.ndarray,
+    k: int,
+    ids: Optional[np.ndarray] = None,
+    batch_size: int = 1024,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Brute-force top-``k`` by ``q · v + b`` (numpy): (ids [n, k], scores [n, k]) best first.
+
+    ``ids`` maps rows of ``item_vectors`` to returned ids (default: row numbers).
+    """
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+    queries = np.asarray(queries, dtype=np.float32)
+    k = min(k, len(item_vectors))
+    out_ids, out_scores = [], []
+    for start in range(0, len(queries), batch_size):
+        scores = queries[start : start + batch_size] @ item_vectors.T
+        if item_biases is not None:
+            scores += np.asarray(item_biases, np.float32)[None, :]
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        out_ids.append(np.take_along_axis(part, order, axis=1))
+        out_scores.append(np.take_along_axis(part_scores, order, axis=1))
+    rows = np.concatenate(out_ids) if out_ids else np.zeros((0, k), np.int64)
+    scores = np.concatenate(out_scores) if out_scores else np.zeros((0, k), np.float32)
+    return (rows if ids is None else np.asarray(ids)[rows]).astype(np.int64), scores
+
+
+def overlap_recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of ``truth``'s ids per row that ``found`` also returns (ANN recall)."""
+    per_row = [len(np.intersect1d(f, t)) / max(len(t), 1) for f, t in zip(found, truth)]
+    return float(np.mean(per_row)) if per_row else float("nan")
+
+
+class HnswIndex:
+    """Build with :meth:`build`, or :meth:`load` a saved one; :meth:`query` returns vocab ids and scores."""
+
+    def __init__(self, index, ids: np.ndarray, items: np.ndarray, params: Dict):
+        self.index = index
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.items = items
+        self.params = dict(params)
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        biases: Optional[np.ndarray] = None,
+        ids: Optional[np.ndarray] = None,
+        items: Optional[np.ndarray] = None,
+        M: int = 16,
+        ef_construction: int = 200,
+        ef: int = 200,
+        num_threads: int = 0,
+        fold_bias: bool = True,
+    ) -> "HnswIndex":
+        import hnswlib
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) == 0:
+            raise DataError("DATA_SCHEMA_MISMATCH", f"item vectors must be a non-empty [N, D] matrix, got shape {vectors.shape}")
+        data = fold(vectors, biases) if fold_bias else vectors
+        count, dim = data.shape
+        ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+        items = ids.astype(str).astype(object) if items is None else np.asarray(items, dtype=object)
+        index = hnswlib.Index(space="ip", dim=dim)
+        index.init_index(max_elements=count, ef_construction=ef_construction, M=M)
+        index.set_num_threads(num_threads if num_threads > 0 else (os.cpu_count() or 1))
+        # Labels are row numbers; ``ids`` maps them to vocab ids (kept apart so any id space works).
+        index.add_items(data, np.arange(count))
+        index.set_ef(ef)
+        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": "ip", "fold_bias": bool(fold_bias)}
+        return cls(index, ids, items, params)
+
+    def set_ef(self, ef: int) -> None:
+        self.index.set_ef(ef)
+        self.params["ef"] = ef
+
+    def query(self, vectors: np.ndarray, k: int, num_threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` by ``u · v + b``: (vocab ids int64 [n, k], scores float32 [n, k]) best first."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.params["dim"]:
+            raise DataError("DATA_SCHEMA_MISMATCH", f"queries must be [n, {self.params['dim']}] (the index's dim), got shape {vectors.shape}; were user and item embeddings made by the same model?")
+        k = min(k, self.params["count"])
+        if len(vectors) == 0:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        # hnswlib needs ef >= k to return k results.
+        if self.index.ef < k:
+            self.index.set_ef(k)
+        data = fold_queries(vectors) if self.params["fold_bias"] else vectors
+        labels, distances = self.index.knn_query(data, k=k, num_threads=num_threads)
+        return self.ids[labels.astype(np.int64)], (1.0 - distances).astype(np.float32)
+
+    def save(self, directory: str) -> None:
+        """Write index.bin, ids.parquet and params.json under ``directory`` (local path or URI)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with _local_dir_for_write(directory) as local:
+            self.index.save_index(os.path.join(local, INDEX_FILE))
+            pq.write_table(pa.table({"id": pa.array(self.ids, pa.int64()), "item": pa.array(self.items, pa.string())}), os.path.join(local, IDS_FILE))
+            with open(os.path.join(local, PARAMS_FILE), "w") as f:
+                json.dump(self.params, f, indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, directory: str, ef: Optional[int] = None) -> "HnswIndex":
+        import hnswlib
+        import pyarrow.parquet as pq
+
+        with _local_dir_for_read(directory) as local:
+            params_path = os.path.join(local, PARAMS_FILE)
+            if not os.path.exists(params_path) or not os.path.exists(os.path.join(local, INDEX_FILE)):
+                raise DataError("DATA_NOT_FOUND", f"no hnsw index here (expected {INDEX_FILE} and {PARAMS_FILE}); run the BuildIndex job first or fix the path", directory)
+            with open(params_path) as f:
+                params = json.load(f)
+            dim = params["dim"] + (1 if params["fold_bias"] else 0)
+            index = hnswlib.Index(space=params["space"], dim=dim)
+            index.load_index(os.path.join(local, INDEX_FILE), max_elements=params["count"])
+            table = pq.read_table(os.path.join(local, IDS_FILE))
+        index.set_ef(ef or params["ef"])
+        return cls(index, table.column("id").to_numpy(), table.column("item").to_numpy(zero_copy_only=False).astype(object), params)
+
+
+# ---- per-worker cache (executors) ---------------------------------------------------------
+
+_CACHE: Dict[Tuple[str, str], HnswIndex] = {}
+_LOCK = threading.Lock()
+
+
+def load_cached(directory: str, cache_key: str) -> HnswIndex:
+    """Load an index once per Python worker; ``cache_key`` is made fresh on the driver per job run,
+    so a rebuilt index at the same path is never served from a stale cache."""
+    with _LOCK:
+        key = (cache_key, directory)
+        if key not in _CACHE:
+            # Keep at most one stale entry around: indexes can be large.
+            for old in [k for k in _CACHE if k[1] == directory]:
+                del _CACHE[old]
+            _CACHE[key] = HnswIndex.load(directory)
+        return _CACHE[key]
+
+
+# ---- local copies of remote directories --------------------------------------------------
+
+
+def _filesystem(uri: str):
+    from pyarrow import fs
+
+    if "://" in uri:
+        return fs.FileSystem.from_uri(uri)
+    return fs.LocalFileSystem(), os.path.abspath(uri)
+
+
+class _local_dir_for_read:
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.tmp: Optional[str] = None
+
+    def __enter__(self) -> str:
+        if "://" not in self.directory or self.directory.startswith("file://"):
+            return self.directory[len("file://") :] if self.directory.startswith("file://") else self.directory
+        from pyarrow import fs
+
+        self.tmp = tempfile.mkdtemp(prefix="sparkml-tf-index-")
+        filesystem, path = _filesystem(self.directory)
+        fs.copy_files(path, self.tmp, source_filesystem=filesystem, destination_filesystem=fs.LocalFileSystem())
+        return self.tmp
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class _local_dir_for_write(_local_dir_for_read):
+    def __enter__(self) -> str:
+        if "://" not in self.directory or self.directory.startswith("file://"):
+            local = self.directory[len("file://") :] if self.directory.startswith("file://") else self.directory
+            os.makedirs(local, exist_ok=True)
+            return local
+        self.tmp = tempfile.mkdtemp(prefix="sparkml-tf-index-")
+        return self.tmp
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if self.tmp and exc_type is None:
+                from pyarrow import fs
+
+                filesystem, path = _filesystem(self.directory)
+                filesystem.create_dir(path, recursive=True)
+                fs.copy_files(self.tmp, path, source_filesystem=fs.LocalFileSystem(), destination_filesystem=filesystem)
+        finally:
+            super().__exit__(exc_type, *exc)
+
+
+__all__: Sequence[str] = ["HnswIndex", "exact_search", "read_item_embeddings", "load_cached", "fold", "fold_queries", "overlap_recall"]

@@ -1,0 +1,111 @@
+"""Job and Pipeline: the units a config describes and a scheduler runs."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import inspect
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+from sparkml_tf.tracking.base import NullTracker, Tracker
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a running job gets from its pipeline: flags, the tracker, a lazily made Spark session."""
+
+    force: bool = False
+    tracker: Tracker = dataclasses.field(default_factory=NullTracker)
+    spark_config: Any = None  # a sparkml_tf.spark.SparkConfig; None means the defaults
+    results: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    _spark: Any = dataclasses.field(default=None, repr=False)
+    _description: str = dataclasses.field(default="", repr=False)
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from sparkml_tf.spark.session import SparkConfig
+
+            self._spark = (self.spark_config or SparkConfig()).session()
+            self._spark.sparkContext.setJobDescription(self._description or None)
+        return self._spark
+
+    def describe(self, text: str) -> None:
+        """Name the Spark jobs that follow (shown in the Spark UI and the progress bar)."""
+        self._description = text
+        if self._spark is not None:
+            self._spark.sparkContext.setJobDescription(text)
+
+
+class Job(abc.ABC):
+    """One step of a pipeline. Subclasses take their settings in ``__init__`` and act in ``run``."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def run(self, ctx: RunContext) -> Any:
+        """Do the work; return a small summary (a dict of metrics, paths) or None."""
+
+
+def job_name(job: Union[Job, Callable]) -> str:
+    return getattr(job, "name", "") or getattr(job, "__name__", "") or type(job).__name__.lower()
+
+
+class Pipeline(Job):
+    """Jobs (or plain callables) run in order, inside one tracked run.
+
+    ``only`` runs a subset by name, which is how one spark-submit per stage works: the
+    scheduler runs the same config with ``--job train``, then ``--job index``, and so on.
+    """
+
+    def __init__(self, jobs: Sequence[Union[Job, Callable]], name: str = "pipeline", spark: Any = None, tracking: Optional[Tracker] = None):
+        names = [job_name(j) for j in jobs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"job names must be unique so --job can pick them; repeated: {', '.join(dupes)}")
+        self.jobs = list(jobs)
+        self.name = name
+        self.spark = spark
+        self.tracking = tracking or NullTracker()
+
+    def job_names(self) -> List[str]:
+        return [job_name(j) for j in self.jobs]
+
+    def run(self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False) -> Dict[str, Any]:
+        unknown = sorted(set(only) - set(self.job_names()))
+        if unknown:
+            from sparkml_tf.errors import SparkmlTfError
+
+            raise SparkmlTfError("PIPELINE_UNKNOWN_JOB", f"no job named {', '.join(unknown)} in pipeline '{self.name}' (jobs: {', '.join(self.job_names())})", "--job")
+        ctx = ctx or RunContext(force=force, tracker=self.tracking, spark_config=self.spark)
+        selected = [j for j in self.jobs if not only or job_name(j) in only]
+        ctx.tracker.start(run_name=self.name, tags={"sparkml_tf.pipeline": self.name, "sparkml_tf.jobs": ",".join(job_name(j) for j in selected)})
+        status = "FAILED"
+        try:
+            for index, job in enumerate(selected, 1):
+                name = job_name(job)
+                LOGGER.info("[%s] step %d/%d: %s", self.name, index, len(selected), name)
+                ctx.describe(f"{self.name}: {name}")
+                start = time.perf_counter()
+                ctx.results[name] = _call(job, ctx)
+                seconds = time.perf_counter() - start
+                ctx.tracker.log_metrics({f"time_s.{name}": seconds})
+                LOGGER.info("[%s] %s done in %.1fs", self.name, name, seconds)
+            status = "FINISHED"
+            return ctx.results
+        finally:
+            ctx.tracker.end(status)
+
+
+def _call(job: Union[Job, Callable], ctx: RunContext) -> Any:
+    if isinstance(job, Job):
+        return job.run(ctx)
+    try:
+        takes_context = bool(inspect.signature(job).parameters)
+    except (TypeError, ValueError):
+        takes_context = False
+    return job(ctx) if takes_context else job()

@@ -1,0 +1,55 @@
+"""CheckEnvironment: a first job to run on a new cluster (the smoke pipeline runs it).
+
+It runs one small Spark task per slot and reports what the executors have: Python version and
+the versions of the modules the real jobs import there, so a missing TensorFlow on a YARN node
+shows up in seconds, not halfway through a training run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional
+
+from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.jobs.base import Job, RunContext
+
+LOGGER = logging.getLogger(__name__)
+
+
+def _probe(modules: List[str]):
+    """Executor side: report this Python worker's versions."""
+
+    def probe(_):
+        import importlib
+        import platform
+        import socket
+
+        found = {}
+        for module in modules:
+            try:
+                found[module] = getattr(importlib.import_module(module), "__version__", "?")
+            except ImportError as e:
+                found[module] = f"MISSING ({e})"
+        yield {"host": socket.gethostname(), "python": platform.python_version(), **found}
+
+    return probe
+
+
+class CheckEnvironment(Job):
+    def __init__(self, num_tasks: Optional[int] = None, modules: Optional[List[str]] = None, name: str = "check"):
+        self.num_tasks = num_tasks
+        self.modules = list(modules or ["numpy", "pandas", "pyarrow"])
+        self.name = name
+
+    def run(self, ctx: RunContext) -> Dict[str, float]:
+        sc = ctx.spark.sparkContext
+        tasks = self.num_tasks or sc.defaultParallelism
+        reports = sc.parallelize(range(tasks), tasks).mapPartitions(_probe(list(self.modules))).collect()
+        missing = sorted({f"{m} on {r['host']}" for r in reports for m in self.modules if str(r[m]).startswith("MISSING")})
+        if missing:
+            raise SparkmlTfError("SPARK_EXECUTOR_ENV", f"executors lack modules: {', '.join(missing)}; install them in the executors' Python (PYSPARK_PYTHON) or ship an environment with spark-submit --archives")
+        for report in {tuple(sorted(r.items())) for r in reports}:
+            LOGGER.info("executor: %s", dict(report))
+        summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports})}
+        ctx.tracker.log_metrics(summary)
+        return summary

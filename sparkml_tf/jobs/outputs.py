@@ -1,0 +1,88 @@
+"""Atomic outputs: write to a temporary sibling, rename at the end.
+
+A finished output holds a marker file, so a half-written one (a crash, a killed executor) is
+never mistaken for a finished one, and a rerun of a finished job is a no-op unless forced.
+Paths may be local or any URI pyarrow's filesystems understand (hdfs://, s3://, gs://, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from typing import Iterator, Tuple
+
+from sparkml_tf.errors import OutputError
+
+LOGGER = logging.getLogger(__name__)
+MARKER = "_SPARKML_TF_COMPLETE"
+
+
+def _fs(path: str) -> Tuple["object", str]:
+    from pyarrow import fs
+
+    if "://" in path:
+        return fs.FileSystem.from_uri(path)
+    return fs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _exists(filesystem, path: str) -> bool:
+    from pyarrow import fs
+
+    return filesystem.get_file_info(path).type != fs.FileType.NotFound
+
+
+def _delete(filesystem, path: str) -> None:
+    from pyarrow import fs
+
+    info = filesystem.get_file_info(path)
+    if info.type == fs.FileType.Directory:
+        filesystem.delete_dir(path)
+    elif info.type != fs.FileType.NotFound:
+        filesystem.delete_file(path)
+
+
+def is_complete(path: str) -> bool:
+    filesystem, local = _fs(path)
+    return _exists(filesystem, f"{local}/{MARKER}")
+
+
+def _join_uri(path: str, local: str) -> str:
+    """Give back a URI for a filesystem-local path, keeping the scheme of ``path``."""
+    if "://" not in path:
+        return local
+    scheme, rest = path.split("://", 1)
+    authority = rest.split("/", 1)[0]
+    return f"{scheme}://{authority}{local}" if not local.startswith(authority) else f"{scheme}://{local}"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str, force: bool = False) -> Iterator[str]:
+    """Yield a temporary directory path to write into; on success it becomes ``path``.
+
+    Raises OUTPUT_EXISTS when ``path`` holds something not written by a job here (no marker),
+    unless ``force``. Callers check :func:`is_complete` first to skip finished work.
+    """
+    filesystem, final = _fs(path)
+    if _exists(filesystem, final) and not force and not _exists(filesystem, f"{final}/{MARKER}"):
+        raise OutputError(
+            "OUTPUT_EXISTS",
+            "the output path exists but was not written to completion by sparkml_tf (no "
+            f"{MARKER} marker); move it away, or pass --force to replace it",
+            path,
+        )
+    parent, name = final.rsplit("/", 1)
+    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    filesystem.create_dir(parent, recursive=True)
+    try:
+        yield _join_uri(path, tmp)
+        filesystem.create_dir(tmp, recursive=True)  # a writer may have produced nothing
+        with filesystem.open_output_stream(f"{tmp}/{MARKER}") as f:
+            f.write(b"")
+        _delete(filesystem, final)
+        filesystem.move(tmp, final)
+    except BaseException:
+        _delete(filesystem, tmp)
+        raise
+    LOGGER.info("wrote %s", path)

@@ -1,0 +1,219 @@
+"""Executor side of batch inference: a per-worker SavedModel cache and the ``mapInArrow`` function.
+
+Runs inside Spark's Python workers. It never imports the config system nor touches a
+SparkSession; the driver (:mod:`sparkml_tf.jobs.predict`) passes plain values only.
+
+Why Arrow and not pandas: an ``array<long>`` column through ``mapInPandas`` becomes a pandas
+object column of per-row numpy arrays, and building and re-stacking those dominates the cost
+for light models. Here the flat Arrow list buffer is scattered into a padded numpy matrix with
+its offsets, and the output vectors go back as one flat float buffer plus offsets.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Dict, Iterator, Tuple
+
+import numpy as np
+
+from sparkml_tf.errors import DataError
+
+PAD = -1
+_MODELS: Dict[Tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def latest_version(export_dir: str) -> str:
+    """``<export_dir>/<version>`` with the highest integer version, or ``export_dir`` itself when it
+    is already a SavedModel. Works for local paths and filesystem URIs."""
+    from pyarrow import fs
+
+    if "://" in export_dir:
+        filesystem, path = fs.FileSystem.from_uri(export_dir)
+    else:
+        filesystem, path = fs.LocalFileSystem(), os.path.abspath(export_dir)
+    infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
+    names = {info.base_name for info in infos}
+    if "saved_model.pb" in names:
+        return export_dir
+    versions = [int(info.base_name) for info in infos if info.type == fs.FileType.Directory and info.base_name.isdigit()]
+    if not versions:
+        raise DataError("MODEL_NOT_FOUND", "no SavedModel version directory (an integer name such as 1/) found; run the Train/Export job first or fix export_dir", export_dir)
+    return f"{export_dir.rstrip('/')}/{max(versions)}"
+
+
+def load_model(cache_key: str, model_path: str, signature: str = "serving_default") -> Callable:
+    """The model's signature function, loaded once per Python worker and cached under
+    ``(cache_key, model_path)``; the driver makes ``cache_key`` fresh per predictor, so a model
+    re-exported to the same path is never served stale from a reused worker."""
+    with _LOCK:
+        key = (cache_key, model_path)
+        if key not in _MODELS:
+            import tensorflow as tf
+
+            for old in [k for k in _MODELS if k[1] == model_path]:
+                del _MODELS[old]
+            loaded = tf.saved_model.load(model_path)
+            if signature not in loaded.signatures:
+                raise DataError("MODEL_SIGNATURE_MISMATCH", f"the SavedModel has no '{signature}' signature (it has {sorted(loaded.signatures)}); export it with one", model_path)
+            fn = loaded.signatures[signature]
+            check_signature(fn, model_path)
+            _MODELS[key] = (loaded, fn)  # keep ``loaded`` alive: the function holds weak references to it
+        return _MODELS[key][1]
+
+
+def check_signature(fn, model_path: str = "") -> None:
+    """The contract: input ``items`` int64 [None, None], output ``user_embedding`` float32 [None, D]."""
+    _, inputs = fn.structured_input_signature
+    spec = inputs.get("items")
+    if spec is None or spec.dtype.name != "int64" or spec.shape.rank not in (None, 2):
+        have = {name: f"{s.dtype.name}{s.shape}" for name, s in inputs.items()}
+        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must take 'items': int64 [batch, length] (padded with -1), but takes {have}; export the model with that signature", model_path)
+    outputs = fn.structured_outputs
+    if "user_embedding" not in outputs:
+        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must return 'user_embedding', but returns {sorted(outputs)}; export the model with that output", model_path)
+
+
+def padded_from_list_array(array) -> np.ndarray:
+    """A pyarrow ``list<int>`` array to an int64 [n, max_len] matrix padded with -1, straight
+    from the flat values buffer and offsets (no per-row Python objects). Null lists are empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    n = len(array)
+    if n == 0:
+        return np.zeros((0, 0), np.int64)
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar([], type=array.type))
+    offsets = array.offsets.to_numpy()
+    # ``values`` is the unsliced child; slicing with the absolute offsets keeps a sliced array right.
+    values = array.values.slice(offsets[0], offsets[-1] - offsets[0])
+    flat = values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    lengths = np.diff(offsets)
+    width = int(lengths.max())
+    out = np.full((n, width), PAD, dtype=np.int64)
+    if flat.size:
+        rows = np.repeat(np.arange(n), lengths)
+        cols = np.arange(flat.size) - np.repeat(offsets[:-1] - offsets[0], lengths)
+        out[rows, cols] = flat
+    return out
+
+
+def float_list_array(matrix: np.ndarray):
+    """A float32 [n, d] matrix to a pyarrow ``list<float>`` array without per-row objects."""
+    import pyarrow as pa
+
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    n, d = matrix.shape
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)) if n * d < 2**31 else pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int64))
+    values = pa.array(matrix.ravel())
+    return pa.ListArray.from_arrays(offsets, values) if offsets.type == pa.int32() else pa.LargeListArray.from_arrays(offsets, values)
+
+
+def embed(fn: Callable, items: np.ndarray, batch_size: int) -> np.ndarray:
+    """Call the signature on row slices of ``batch_size``, each trimmed to its own longest row."""
+    import tensorflow as tf
+
+    outputs = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        width = int((chunk != PAD).sum(axis=1).max(initial=0))
+        # Rows are left-aligned, so the columns past the longest row are all padding.
+        chunk = chunk[:, : max(width, 1)] if chunk.shape[1] else np.full((len(chunk), 1), PAD, np.int64)
+        result = fn(items=tf.constant(chunk, dtype=tf.int64))["user_embedding"]
+        outputs.append(result.numpy().astype(np.float32, copy=False))
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+
+
+def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector") -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The ``mapInArrow`` function: batches of (key, items list<long>) -> (key, vector list<float>).
+
+    Only plain values are captured, so Spark pickles nothing but strings and an int.
+    """
+    if batch_size <= 0:
+        raise DataError("PREDICT_BAD_BATCH_SIZE", f"batch_size must be positive, got {batch_size}", "batch_size")
+
+    def user_embeddings(batches):
+        import pyarrow as pa
+
+        fn = load_model(cache_key, model_path)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            items = padded_from_list_array(batch.column(batch.schema.get_field_index(items_col)))
+            vectors = embed(fn, items, batch_size)
+            if vectors.shape[0] != batch.num_rows:
+                raise DataError("MODEL_BAD_OUTPUT", f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row", model_path)
+            yield pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(key_col)), float_list_array(vectors)], names=[key_col, output_col])
+
+    return user_embeddings
+
+
+def matrix_from_list_array(array, what: str = "vector") -> np.ndarray:
+    """A pyarrow ``list<float>`` array of equal-length rows to a float32 [n, d] matrix."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if len(array) == 0:
+        return np.zeros((0, 0), np.float32)
+    lengths = pc.list_value_length(array)
+    distinct = pc.unique(lengths.drop_null()).to_pylist()
+    if array.null_count or len(distinct) != 1:
+        raise DataError("DATA_SCHEMA_MISMATCH", f"every {what} must be a non-null list of one length (found {array.null_count} null, lengths {sorted(distinct)[:5]}); were all embeddings made by the same model?")
+    lengths = lengths.to_numpy()
+    return pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(array), int(lengths[0]))
+
+
+def drop_seen(ranked: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's ``seen`` ids from ``ranked`` (order kept) and keep ``k`` columns, -1 padded."""
+    from sparkml_tf.metrics.ranking import hits_matrix
+
+    mask = hits_matrix(ranked, seen) | (ranked == PAD)
+    order = np.argsort(mask, axis=1, kind="stable")  # unseen first, in rank order
+    kept = np.where(np.take_along_axis(mask, order, axis=1), PAD, np.take_along_axis(ranked, order, axis=1))
+    if kept.shape[1] < k:
+        kept = np.pad(kept, ((0, 0), (0, k - kept.shape[1])), constant_values=PAD)
+    return kept[:, :k]
+
+
+def make_topk_metrics_fn(cache_key: str, index_dir: str, ks, metric_names, vector_col: str = "vector", foldin_col: str = "foldin", targets_col: str = "targets") -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The Evaluate ``mapInArrow`` function: per Arrow batch of users (vector, fold-in ids, target
+    ids), query the index for ``max(ks) + #fold-in`` candidates, drop fold-in items, score the top
+    ``max(ks)``, and yield one row of sums: ``n`` long, ``sums`` (in ``metric_names`` order) and
+    ``curve`` (sum of recall@k for k = 1..max(ks)), both array<double>.
+    """
+    ks = [int(k) for k in ks]
+    metric_names = [str(m) for m in metric_names]
+    kmax = max(ks)
+
+    def topk_metrics(batches):
+        import pyarrow as pa
+
+        from sparkml_tf.index.hnsw import load_cached
+        from sparkml_tf.metrics.ranking import batch_metrics, recall_curve
+
+        index = load_cached(index_dir, cache_key)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            column = lambda name: batch.column(batch.schema.get_field_index(name))  # noqa: E731
+            vectors = matrix_from_list_array(column(vector_col), "user vector")
+            foldin = padded_from_list_array(column(foldin_col))
+            targets = padded_from_list_array(column(targets_col))
+            extra = int((foldin != PAD).sum(axis=1).max(initial=0))
+            candidates, _ = index.query(vectors, kmax + extra)
+            ranked = drop_seen(candidates, foldin, kmax)
+            per_user = batch_metrics(ranked, targets, ks)
+            sums = [float(np.nansum(per_user[name])) for name in metric_names]
+            curve = np.nansum(recall_curve(ranked, targets, kmax), axis=0)
+            yield pa.RecordBatch.from_pydict(
+                {"n": [batch.num_rows], "sums": [sums], "curve": [curve.tolist()]},
+                schema=pa.schema([("n", pa.int64()), ("sums", pa.list_(pa.float64())), ("curve", pa.list_(pa.float64()))]),
+            )
+
+    return topk_metrics

@@ -1,0 +1,154 @@
+"""MLflow tracking for a pipeline run: configs, flattened params, metrics, artifacts.
+
+The run starts when the pipeline runs, never while the config is parsed. A tracking failure is
+never silent: it is logged with its cause and counted, and with ``strict`` it stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from sparkml_tf.errors import TrackingError
+from sparkml_tf.tracking.base import Tracker
+
+LOGGER = logging.getLogger(__name__)
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+_MAX_PARAM_LENGTH = 6000
+
+
+def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    """``{"a": {"b": [1, 2]}}`` -> ``{"a.b.0": 1, "a.b.1": 2}`` (MLflow param keys allow no brackets)."""
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return {prefix: node}
+    out: Dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+class MLflowTracker(Tracker):
+    def __init__(
+        self,
+        tracking_uri: Optional[str] = DEFAULT_TRACKING_URI,
+        experiment: str = "sparkml_tf",
+        run_name: Optional[str] = None,
+        strict: bool = False,
+        config: Any = None,
+        macros: Any = None,
+        macros_eval: Any = None,
+        tags: Optional[Dict[str, str]] = None,
+    ):
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_name = run_name
+        self.strict = strict
+        self.config, self.macros, self.macros_eval = config, macros, macros_eval
+        self.tags = dict(tags or {})
+        self.failures: List[str] = []
+        self.run_id: Optional[str] = None
+
+    def _guard(self, what: str, fn, *args, **kwargs) -> Any:
+        if self.run_id is None and what != "start run":
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            message = f"MLflow could not {what} ({type(e).__name__}: {e}); check tracking_uri={self.tracking_uri!r}"
+            if self.strict:
+                raise TrackingError("TRACKING_FAILED", message + "; or set tracking.strict=false to carry on without it") from e
+            self.failures.append(message)
+            LOGGER.warning("%s; the run goes on untracked for this call (tracking.strict=true makes this fatal)", message)
+            return None
+
+    def start(self, run_name: str, tags: Optional[Dict[str, str]] = None) -> None:
+        import mlflow
+
+        def _start():
+            if self.tracking_uri:
+                mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_experiment(self.experiment)
+            # MLFLOW_RUN_ID in the environment resumes a run: how separate spark-submits share one.
+            run = mlflow.start_run(run_name=self.run_name or run_name, tags={**self.tags, **(tags or {})})
+            return run.info.run_id
+
+        self.run_id = self._guard("start run", _start)
+        if self.run_id:
+            LOGGER.info("MLflow run %s (tracking_uri=%s, experiment=%s)", self.run_id, self.tracking_uri, self.experiment)
+            self._log_configs()
+
+    def _log_configs(self) -> None:
+        from sparkml_tf.config import fill_macros
+
+        if self.config is not None:
+            self.log_dict(self.config, "config/config.json")
+        if self.macros is not None:
+            self.log_dict(self.macros, "config/macros.json")
+        if self.config is not None and self.macros_eval is not None:
+            self.log_dict(fill_macros(self.config, self.macros_eval), "config/resolved.json")
+        params: Dict[str, Any] = {}
+        if self.macros_eval:
+            params.update(flatten(self.macros_eval))
+        self.log_params(params)
+
+    def end(self, status: str = "FINISHED") -> None:
+        import mlflow
+
+        self._guard("end run", mlflow.end_run, status=status)
+        if self.failures:
+            LOGGER.warning("%d MLflow call(s) failed in this run; the first: %s", len(self.failures), self.failures[0])
+        self.run_id = None
+
+    def log_params(self, params: Dict[str, Any]) -> None:
+        import mlflow
+
+        clean = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v))[:_MAX_PARAM_LENGTH] for k, v in params.items()}
+        items = list(clean.items())
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            self._guard("log params", mlflow.log_params, dict(items[i : i + 100]))
+
+    def log_metrics(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
+        import mlflow
+
+        clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items()}
+        self._guard("log metrics", mlflow.log_metrics, clean, step=step)
+
+    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
+        import mlflow
+
+        fn = mlflow.log_artifacts if os.path.isdir(local_path) else mlflow.log_artifact
+        self._guard(f"log artifact {local_path}", fn, local_path, artifact_path)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        import mlflow
+
+        self._guard(f"log {artifact_file}", mlflow.log_dict, data, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        import mlflow
+
+        self._guard(f"log figure {artifact_file}", mlflow.log_figure, figure, artifact_file)
+
+
+def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING_URI) -> Dict[str, str]:
+    """Download a run's logged config and macros; returns ``{"config": path, "macros": path}``."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    target = tempfile.mkdtemp(prefix=f"sparkml_tf-{run_id[:8]}-")
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config", dst_path=target)
+    except Exception as e:
+        raise TrackingError("TRACKING_RUN_NOT_FOUND", f"cannot download the config of MLflow run {run_id} ({type(e).__name__}: {e}); check the run id and --tracking-uri") from e
+    paths = {name: os.path.join(local, f"{name}.json") for name in ("config", "macros")}
+    if not os.path.exists(paths["config"]):
+        raise TrackingError("TRACKING_RUN_NOT_FOUND", f"MLflow run {run_id} has no config/config.json artifact; it was not started by a sparkml_tf pipeline")
+    return paths

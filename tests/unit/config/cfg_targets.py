@@ -1,0 +1,23 @@
+"""Callables that config tests build (importable as ``cfg_targets`` from this folder)."""
+
+from typing import Optional
+
+
+class Point:
+    def __init__(self, x: int, y: int = 0, label: Optional[str] = None):
+        self.x, self.y, self.label = x, y, label
+
+
+def add(a: float, b: float = 1.0) -> float:
+    return a + b
+
+
+def collect(*items, **named):
+    return list(items), dict(named)
+
+
+def explode(value: int):
+    raise RuntimeError(f"cannot take {value}")
+
+
+NOT_CALLABLE = 3

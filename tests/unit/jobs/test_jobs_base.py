@@ -1,0 +1,82 @@
+import pytest
+
+from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.jobs import Job, Pipeline, RunContext
+from sparkml_tf.tracking import Tracker
+
+
+class Record(Job):
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def run(self, ctx):
+        self.log.append((self.name, ctx.force))
+        return {"n": len(self.log)}
+
+
+class SpyTracker(Tracker):
+    def __init__(self):
+        self.events = []
+
+    def start(self, run_name, tags=None):
+        self.events.append(("start", run_name, tags["sparkml_tf.jobs"]))
+
+    def end(self, status="FINISHED"):
+        self.events.append(("end", status))
+
+    def log_metrics(self, metrics, step=None):
+        self.events.append(("metrics", sorted(metrics)))
+
+
+def test_runs_jobs_and_callables_in_order():
+    log = []
+
+    def plain():
+        log.append(("plain", None))
+
+    def with_ctx(ctx):
+        log.append(("with_ctx", ctx.force))
+
+    tracker = SpyTracker()
+    results = Pipeline([Record("a", log), plain, with_ctx, Record("b", log)], name="p", tracking=tracker).run(force=True)
+    assert log == [("a", True), ("plain", None), ("with_ctx", True), ("b", True)]
+    assert results["b"] == {"n": 4}
+    assert tracker.events[0] == ("start", "p", "a,plain,with_ctx,b")
+    assert tracker.events[-1] == ("end", "FINISHED")
+    assert ("metrics", ["time_s.a"]) in tracker.events
+
+
+def test_only_runs_the_named_jobs():
+    log = []
+    Pipeline([Record("a", log), Record("b", log), Record("c", log)]).run(only=["c", "a"])
+    assert [n for n, _ in log] == ["a", "c"]
+
+
+def test_unknown_job_name_is_refused():
+    with pytest.raises(SparkmlTfError) as info:
+        Pipeline([Record("a", [])]).run(only=["z"])
+    assert info.value.code == "PIPELINE_UNKNOWN_JOB"
+
+
+def test_failure_ends_the_run_as_failed_and_propagates():
+    class Boom(Job):
+        name = "boom"
+
+        def run(self, ctx):
+            raise RuntimeError("no")
+
+    tracker = SpyTracker()
+    with pytest.raises(RuntimeError):
+        Pipeline([Boom()], tracking=tracker).run()
+    assert tracker.events[-1] == ("end", "FAILED")
+
+
+def test_duplicate_names_are_refused():
+    with pytest.raises(ValueError, match="repeated: a"):
+        Pipeline([Record("a", []), Record("a", [])])
+
+
+def test_context_creates_no_session_until_asked():
+    ctx = RunContext()
+    ctx.describe("step")
+    assert ctx._spark is None
