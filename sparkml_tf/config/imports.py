@@ -77,14 +77,14 @@ def import_string(name: str, path: str = "") -> Any:
             raise ConfigError("CONFIG_IMPORT_FAILED", f"importing '{module_name}' raised {type(e).__name__}: {e}", path) from e
         obj = module
         for i, attr in enumerate(parts[cut:], start=cut):
-            if not hasattr(obj, attr):
+            owner = ".".join(parts[:i])
+            try:
+                obj = getattr(obj, attr)
+            except AttributeError:
                 hint = did_you_mean(attr, [a for a in dir(obj) if not a.startswith("_")])
-                raise ConfigError(
-                    "CONFIG_UNKNOWN_TYPE",
-                    f"'{'.'.join(parts[:i])}' has no attribute '{attr}', so '{name}' cannot be imported{hint}",
-                    path,
-                )
-            obj = getattr(obj, attr)
+                raise ConfigError("CONFIG_UNKNOWN_TYPE", f"'{owner}' has no attribute '{attr}', so '{name}' cannot be imported{hint}", path) from None
+            except ImportError as e:  # a lazily exported name whose module fails to import
+                raise ConfigError("CONFIG_IMPORT_FAILED", f"importing '{owner}.{attr}' failed: {type(e).__name__}: {e}", path) from e
         return obj
     raise ConfigError("CONFIG_UNKNOWN_TYPE", f"cannot import '{name}': {error}", path)
 

@@ -53,17 +53,25 @@ def read_ratings(spark, path: str, format: str = "movielens-csv"):
             f"check that dataset.format matches the file (valid: {', '.join(sorted(FORMATS))})",
             path,
         )
-    ratings = frame.select(
+    _probe(_typed(frame, raw, "try_cast"), path, format, what)
+    # A plain cast: under ANSI mode (Spark 4's default) a bad row further down fails the job
+    # with its value, rather than becoming a null that filters would drop silently.
+    return _typed(frame, raw, "cast")
+
+
+def _typed(frame, raw: Tuple[str, ...], cast: str):
+    from pyspark.sql import functions as F
+
+    return frame.select(
         F.trim(F.col(raw[0])).alias("user"),
         F.trim(F.col(raw[1])).alias("item"),
-        F.col(raw[2]).cast("double").alias("rating"),
-        F.col(raw[3]).cast("long").alias("timestamp"),
+        F.expr(f"{cast}(`{raw[2]}` AS DOUBLE)").alias("rating"),
+        F.expr(f"{cast}(`{raw[3]}` AS BIGINT)").alias("timestamp"),
     )
-    _probe(ratings, path, format, what)
-    return ratings
 
 
 def _probe(ratings, path: str, format: str, what: str) -> None:
+    """Check the first rows with try_cast, to say "wrong format" before a long job fails."""
     from pyspark.sql import functions as F
 
     bad = ratings.limit(_PROBE_ROWS).where(

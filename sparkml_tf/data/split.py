@@ -65,14 +65,18 @@ def strong_generalization_split(
         raise ValueError(f"target_fraction must be in (0, 1), got {target_fraction!r}")
     counts: Dict[str, int] = {}
 
-    def note(step: str, frame, users: bool = True) -> None:
-        counts[f"rows.{step}"] = frame.count()
-        if users:
-            counts[f"users.{step}"] = frame.select("user").distinct().count()
-        LOGGER.info("split %-16s %10d rows%s", step, counts[f"rows.{step}"], f", {counts[f'users.{step}']} users" if users else "")
+    def note(step: str, frame, items: bool = False) -> None:
+        # One aggregation per step: each is a pass over the data.
+        aggs = [F.count(F.lit(1)).alias("rows"), F.countDistinct("user").alias("users")]
+        row = frame.agg(*aggs, *([F.countDistinct("item").alias("items")] if items else [])).first()
+        counts[f"rows.{step}"], counts[f"users.{step}"] = int(row["rows"]), int(row["users"])
+        if items:
+            counts["num_items"] = int(row["items"])
+        LOGGER.info("split %-17s %10d rows, %d users", step, row["rows"], row["users"])
 
     ratings = ratings.select("user", "item", "rating", "timestamp")
-    note("input", ratings, users=False)
+    counts["rows.input"] = ratings.count()
+    LOGGER.info("split %-17s %10d rows", "input", counts["rows.input"])
     kept = ratings.where(F.col("rating") > float(min_rating))
     per_user = kept.groupBy("user").agg(F.count(F.lit(1)).alias("n"))
     kept = kept.join(per_user.where(F.col("n") >= int(min_items)).select("user"), "user").cache()
@@ -86,32 +90,34 @@ def strong_generalization_split(
             f"{n} validation and {n} test users and still train; lower heldout_users, min_rating or min_items",
         )
 
-    # Rank users by a seeded hash: the first n validate, the next n test.
+    # Rank users by a seeded hash: the first n validate, the next n test. The global window
+    # runs on one partition, over distinct users only (thousands to a few hundred thousand).
     users = kept.select("user").distinct().withColumn("h", F.xxhash64("user", F.lit(int(seed))))
     ranked = users.withColumn("rank", F.row_number().over(Window.orderBy("h", "user")))
-    role = ranked.select(
-        "user",
-        F.when(F.col("rank") <= n, "validation").when(F.col("rank") <= 2 * n, "test").otherwise("train").alias("role"),
-    )
-    tagged = kept.join(F.broadcast(role.where(F.col("role") != "train")), "user", "left").fillna("train", ["role"])
+    role = ranked.where(F.col("rank") <= 2 * n).select(
+        "user", F.when(F.col("rank") <= n, "validation").otherwise("test").alias("role")
+    ).cache()
+    tagged = kept.join(F.broadcast(role), "user", "left").fillna("train", ["role"])
 
     train = tagged.where(F.col("role") == "train").drop("role")
-    note("train", train)
+    note("train", train, items=True)
     vocab = train.select("item").distinct()
-    counts["num_items"] = vocab.count()
     heldout = tagged.where(F.col("role") != "train").join(F.broadcast(vocab), "item", "left_semi")
     by_user = Window.partitionBy("user")
     heldout = heldout.withColumn("n", F.count(F.lit(1)).over(by_user)).where(F.col("n") >= 2)
     order = Window.partitionBy("user").orderBy(F.xxhash64("user", "item", F.lit(int(seed) + 1)), "item")
     n_target = F.least(F.col("n") - 1, F.greatest(F.lit(1), F.floor(F.col("n") * float(target_fraction)).cast("long")))
-    heldout = heldout.withColumn("r", F.row_number().over(order)).withColumn(
-        "split", F.concat(F.col("role"), F.when(F.col("r") <= n_target, F.lit("_target")).otherwise(F.lit("_input")))
+    heldout = (
+        heldout.withColumn("r", F.row_number().over(order))
+        .withColumn("split", F.concat(F.col("role"), F.when(F.col("r") <= n_target, F.lit("_target")).otherwise(F.lit("_input"))))
+        .select("user", "item", "rating", "timestamp", "split")
+        .cache()
     )
-    interactions = train.withColumn("split", F.lit("train")).unionByName(heldout.select("user", "item", "rating", "timestamp", "split"))
+    interactions = train.withColumn("split", F.lit("train")).unionByName(heldout)
     # One pass for the four held-out parts.
     found = {r["split"]: r for r in heldout.groupBy("split").agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("user").alias("users")).collect()}
     for name in SPLITS[1:]:
         row = found.get(name)
         counts[f"rows.{name}"], counts[f"users.{name}"] = (int(row["rows"]), int(row["users"])) if row else (0, 0)
-        LOGGER.info("split %-16s %10d rows, %d users", name, counts[f"rows.{name}"], counts[f"users.{name}"])
-    return Split(interactions=interactions, counts=counts, _cached=[kept])
+        LOGGER.info("split %-17s %10d rows, %d users", name, counts[f"rows.{name}"], counts[f"users.{name}"])
+    return Split(interactions=interactions, counts=counts, _cached=[kept, role, heldout])

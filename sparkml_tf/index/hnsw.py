@@ -5,6 +5,11 @@ item ``v, b`` is stored as ``[v, b]`` and a query ``u`` is sent as ``[u, 1]``, s
 ``[u, 1] · [v, b] = u · v + b``. hnswlib's "ip" space returns ``1 - dot``; :meth:`query` turns
 that back into the score.
 
+Graph search on raw inner products is poor when item norms vary (high-norm items crowd the
+graph). With ``augment`` (the default) each stored vector gets one more coordinate,
+``sqrt(Φ² - |[v, b]|²)`` with ``Φ`` the largest norm, and queries a 0 there (Bachrach et al.,
+2014): all items then share one norm, inner product ranks like cosine, and the score is unchanged.
+
 On disk (``save(dir)``): ``index.bin`` (hnswlib), ``ids.parquet`` (row ``i`` = hnswlib label
 ``i``: columns ``id`` int64 vocab id, ``item`` string) and ``params.json`` (M, ef_construction,
 ef, dim, count, space, fold_bias). Directories may be local or remote URIs (copied through a
@@ -74,10 +79,18 @@ def fold(vectors: np.ndarray, biases: Optional[np.ndarray]) -> np.ndarray:
     return np.concatenate([vectors, biases[:, None]], axis=1)
 
 
-def fold_queries(queries: np.ndarray) -> np.ndarray:
-    """Query side: ``[u, 1]``."""
+def fold_queries(queries: np.ndarray, augment: bool = False) -> np.ndarray:
+    """Query side: ``[u, 1]`` (``[u, 1, 0]`` for an augmented index)."""
     queries = np.asarray(queries, dtype=np.float32)
-    return np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
+    extra = [np.ones((len(queries), 1), np.float32)] + ([np.zeros((len(queries), 1), np.float32)] if augment else [])
+    return np.concatenate([queries, *extra], axis=1)
+
+
+def augment_norms(data: np.ndarray) -> np.ndarray:
+    """Append ``sqrt(Φ² - |x|²)`` so every row has norm ``Φ`` (inner products with a 0-padded query unchanged)."""
+    squared = np.einsum("ij,ij->i", data, data, dtype=np.float64)
+    extra = np.sqrt(np.maximum(squared.max() - squared, 0.0)).astype(np.float32)
+    return np.concatenate([data, extra[:, None]], axis=1)
 
 
 def exact_search(
@@ -137,6 +150,7 @@ class HnswIndex:
         ef: int = 200,
         num_threads: int = 0,
         fold_bias: bool = True,
+        augment: bool = True,
     ) -> "HnswIndex":
         import hnswlib
 
@@ -144,6 +158,8 @@ class HnswIndex:
         if vectors.ndim != 2 or len(vectors) == 0:
             raise DataError("DATA_SCHEMA_MISMATCH", f"item vectors must be a non-empty [N, D] matrix, got shape {vectors.shape}")
         data = fold(vectors, biases) if fold_bias else vectors
+        if augment:
+            data = augment_norms(data)
         count, dim = data.shape
         ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         items = ids.astype(str).astype(object) if items is None else np.asarray(items, dtype=object)
@@ -153,7 +169,7 @@ class HnswIndex:
         # Labels are row numbers; ``ids`` maps them to vocab ids (kept apart so any id space works).
         index.add_items(data, np.arange(count))
         index.set_ef(ef)
-        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": "ip", "fold_bias": bool(fold_bias)}
+        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": "ip", "fold_bias": bool(fold_bias), "augment": bool(augment)}
         return cls(index, ids, items, params)
 
     def set_ef(self, ef: int) -> None:
@@ -171,7 +187,11 @@ class HnswIndex:
         # hnswlib needs ef >= k to return k results.
         if self.index.ef < k:
             self.index.set_ef(k)
-        data = fold_queries(vectors) if self.params["fold_bias"] else vectors
+        augment = self.params.get("augment", False)
+        if self.params["fold_bias"]:
+            data = fold_queries(vectors, augment)
+        else:
+            data = np.concatenate([vectors, np.zeros((len(vectors), 1), np.float32)], axis=1) if augment else vectors
         labels, distances = self.index.knn_query(data, k=k, num_threads=num_threads)
         return self.ids[labels.astype(np.int64)], (1.0 - distances).astype(np.float32)
 
@@ -197,7 +217,7 @@ class HnswIndex:
                 raise DataError("DATA_NOT_FOUND", f"no hnsw index here (expected {INDEX_FILE} and {PARAMS_FILE}); run the BuildIndex job first or fix the path", directory)
             with open(params_path) as f:
                 params = json.load(f)
-            dim = params["dim"] + (1 if params["fold_bias"] else 0)
+            dim = params["dim"] + int(params["fold_bias"]) + int(params.get("augment", False))
             index = hnswlib.Index(space=params["space"], dim=dim)
             index.load_index(os.path.join(local, INDEX_FILE), max_elements=params["count"])
             table = pq.read_table(os.path.join(local, IDS_FILE))

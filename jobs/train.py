@@ -1,0 +1,11 @@
+"""spark-submit entry point for the 'train' stage: runs only that job of a pipeline config.
+
+    spark-submit [resources for this stage] jobs/train.py CONFIG [MACROS] [--set KEY=VALUE ...]
+"""
+
+import sys
+
+from sparkml_tf.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", *sys.argv[1:], "--job", "train"]))

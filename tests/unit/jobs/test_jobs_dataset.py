@@ -1,0 +1,131 @@
+"""BuildDataset end to end on tiny data: layout, stats, skip-if-complete, force, petastorm."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sparkml_tf.errors import DataError
+from sparkml_tf.jobs.base import RunContext
+from sparkml_tf.jobs.dataset import BuildDataset, load_stats
+from sparkml_tf.tracking.base import Tracker
+
+GENERATOR = {"num_users": 100, "num_items": 60, "ratings_per_user": 20, "min_ratings_per_user": 6}
+
+
+class Recorder(Tracker):
+    def __init__(self):
+        self.metrics, self.params, self.dicts = {}, {}, {}
+
+    def log_metrics(self, metrics, step=None):
+        self.metrics.update(metrics)
+
+    def log_params(self, params):
+        self.params.update(params)
+
+    def log_dict(self, data, artifact_file):
+        self.dicts[artifact_file] = data
+
+
+@pytest.fixture(scope="module")
+def built(spark, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run") / "dataset")
+    job = BuildDataset(out, generator=GENERATOR, heldout_users=10, num_shards=3, seed=1)
+    tracker = Recorder()
+    stats = job.run(RunContext(tracker=tracker, _spark=spark))
+    return job, out, stats, tracker
+
+
+@pytest.mark.spark
+def test_layout_and_stats(spark, built):
+    _, out, stats, tracker = built
+    assert os.path.exists(os.path.join(out, "_SPARKML_TF_COMPLETE"))
+    for split in ("train", "validation", "test"):
+        names = sorted(os.listdir(os.path.join(out, "tfrecord", split)))
+        assert [n for n in names if n.startswith("part-")] == [f"part-{i:05d}.tfrecord.gz" for i in range(3)]
+    assert sorted(os.listdir(os.path.join(out, "vocab"))) == ["items.parquet", "items.txt"]
+    assert load_stats(out) == json.loads(json.dumps(stats))
+    interactions = spark.read.parquet(os.path.join(out, "interactions"))
+    assert interactions.columns == ["user", "item", "rating", "timestamp", "split"]
+    train_users = interactions.where("split = 'train'").select("user").distinct().count()
+    assert stats["num_train_examples"] == train_users == stats["num_users"]["train"]
+    assert stats["num_items"] == interactions.where("split = 'train'").select("item").distinct().count()
+    assert stats["num_validation_examples"] == stats["num_users"]["validation"] and stats["num_users"]["validation"] <= 10
+    assert stats["num_shards"] == 3 and stats["counts"]["rows.input"] > 0
+    assert tracker.metrics["dataset.num_items"] == stats["num_items"] and "dataset.rows.train" in tracker.metrics
+    assert tracker.params["dataset.format"] == "generated" and "dataset/stats.json" in tracker.dicts
+
+
+@pytest.mark.spark
+def test_records_match_interactions(spark, built):
+    from sparkml_tf.data.tfrecord_dataset import read_examples
+    from sparkml_tf.data.vocab import load_vocab
+
+    _, out, _, _ = built
+    items = load_vocab(os.path.join(out, "vocab"))["item"].tolist()
+    frame = spark.read.parquet(os.path.join(out, "interactions")).toPandas()
+    test = {e["user"].decode(): e for e in read_examples(os.path.join(out, "tfrecord", "test"), "eval").as_numpy_iterator()}
+    assert set(test) == set(frame.loc[frame["split"] == "test_input", "user"])
+    for user, example in test.items():
+        mine = frame[frame["user"] == user]
+        assert sorted(items[i] for i in example["inputs"]) == sorted(mine.loc[mine["split"] == "test_input", "item"])
+        assert sorted(items[i] for i in example["targets"]) == sorted(mine.loc[mine["split"] == "test_target", "item"])
+    train = next(read_examples(os.path.join(out, "tfrecord", "train")).as_numpy_iterator())
+    times = frame[frame["user"] == train["user"].decode()].set_index("item")["timestamp"]
+    assert list(times[[items[i] for i in train["items"]]]) == sorted(times)  # ordered by time
+
+
+@pytest.mark.spark
+def test_complete_output_is_skipped_unless_forced(spark, built, monkeypatch):
+    job, out, stats, _ = built
+    import sparkml_tf.data.split as split
+
+    def fail(*args, **kwargs):
+        raise AssertionError("should have been skipped")
+
+    monkeypatch.setattr(split, "strong_generalization_split", fail)
+    assert job.run(RunContext(_spark=spark)) == load_stats(out)
+    with pytest.raises(AssertionError, match="skipped"):
+        job.run(RunContext(force=True, _spark=spark))
+    assert load_stats(out) == json.loads(json.dumps(stats))  # a failed forced run leaves the old output
+
+
+@pytest.mark.spark
+def test_force_rebuilds_and_movielens_file(spark, tmp_path):
+    from sparkml_tf.data.generate import generate_ratings
+
+    ratings = generate_ratings(**GENERATOR, seed=4)
+    path = tmp_path / "ratings.csv"
+    ratings.rename(columns={"user": "userId", "item": "movieId"}).to_csv(path, index=False)
+    out = str(tmp_path / "dataset")
+    first = BuildDataset(out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm").run(RunContext(_spark=spark))
+    stamp = os.path.getmtime(os.path.join(out, "stats.json"))
+    again = BuildDataset(out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm").run(RunContext(force=True, _spark=spark))
+    assert again["counts"] == first["counts"] and os.path.getmtime(os.path.join(out, "stats.json")) >= stamp
+    assert not os.path.exists(os.path.join(out, "tfrecord"))
+    train = spark.read.parquet(os.path.join(out, "petastorm", "train"))
+    assert dict(train.dtypes) == {"user": "string", "items": "array<bigint>"}
+    assert train.count() == first["num_train_examples"]
+    assert spark.read.parquet(os.path.join(out, "petastorm", "test")).columns == ["user", "inputs", "targets"]
+
+
+def test_constructor_checks():
+    with pytest.raises(DataError) as info:
+        BuildDataset("out", path="x", format="csv")
+    assert info.value.code == "DATA_UNKNOWN_FORMAT"
+    with pytest.raises(ValueError, match="path"):
+        BuildDataset("out", format="movielens-dat")
+    with pytest.raises(ValueError, match="num_userz"):
+        BuildDataset("out", generator={"num_userz": 3})
+    with pytest.raises(ValueError, match="training_format"):
+        BuildDataset("out", training_format="csv")
+    with pytest.raises(ValueError, match="heldout_users"):
+        BuildDataset("out", heldout_users=2.5)
+
+
+def test_import_is_light():
+    code = "import sys, sparkml_tf.jobs.dataset as d; d.BuildDataset('o'); print(sorted(m for m in ('tensorflow', 'pyspark') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

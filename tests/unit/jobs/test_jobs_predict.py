@@ -1,0 +1,111 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sparkml_tf.errors import DataError
+from sparkml_tf.jobs.base import RunContext
+from sparkml_tf.jobs.outputs import MARKER
+
+NUM_ITEMS, DIM = 12, 4
+
+
+def save_average_model(export_dir, table, version=1, input_name="items"):
+    """A tiny SavedModel with the Predict contract: mean of the embeddings of the (-1 padded) items."""
+    import tensorflow as tf
+
+    class Average(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = tf.Variable(table, dtype=tf.float32)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name=input_name)])
+        def serve(self, items):
+            mask = tf.cast(items >= 0, tf.float32)
+            vectors = tf.gather(self.table, tf.maximum(items, 0)) * mask[..., None]
+            return {"user_embedding": tf.reduce_sum(vectors, 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)}
+
+    module = Average()
+    path = f"{export_dir}/{version}"
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    return path
+
+
+def write_dataset(root, rows):
+    """rows: (user, item, timestamp, split); vocab item ``i<n>`` has id n."""
+    users, items, stamps, splits = zip(*rows)
+    (root / "interactions").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"user": list(users), "item": list(items), "rating": [1.0] * len(rows), "timestamp": pa.array(stamps, pa.int64()), "split": list(splits)}),
+        root / "interactions" / "part-0.parquet",
+    )
+    (root / "vocab").mkdir()
+    pq.write_table(pa.table({"item": [f"i{n}" for n in range(NUM_ITEMS)], "id": pa.array(range(NUM_ITEMS), pa.int64()), "count": pa.array([1] * NUM_ITEMS, pa.int64())}), root / "vocab" / "items.parquet")
+
+
+def test_padded_from_list_array_uses_offsets_of_slices_and_nulls():
+    from sparkml_tf.spark.inference_remote import float_list_array, padded_from_list_array
+
+    array = pa.array([[1, 2], None, [], [3, 4, 5], [6]], pa.list_(pa.int64()))
+    assert padded_from_list_array(array).tolist() == [[1, 2, -1], [-1, -1, -1], [-1, -1, -1], [3, 4, 5], [6, -1, -1]]
+    assert padded_from_list_array(array.slice(3, 2)).tolist() == [[3, 4, 5], [6, -1, -1]]
+    back = float_list_array(np.arange(6, dtype=np.float32).reshape(3, 2))
+    assert back.to_pylist() == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_signature_is_checked(tmp_path):
+    from sparkml_tf.spark.inference_remote import latest_version, load_model
+
+    save_average_model(tmp_path / "export", np.zeros((3, 2), np.float32), version=2, input_name="ids")
+    save_average_model(tmp_path / "export", np.zeros((3, 2), np.float32), version=10)
+    assert latest_version(str(tmp_path / "export")).endswith("/10")  # numeric, not lexicographic
+    with pytest.raises(DataError) as e:
+        load_model("k", str(tmp_path / "export" / "2"))
+    assert e.value.code == "MODEL_SIGNATURE_MISMATCH" and "'items'" in e.value.message
+    with pytest.raises(DataError) as e:
+        latest_version(str(tmp_path / "empty"))
+    assert e.value.code == "MODEL_NOT_FOUND"
+
+
+@pytest.mark.spark
+def test_predict_embeds_users_of_the_split(spark, tmp_path):
+    from sparkml_tf.jobs.predict import Predict
+
+    table = np.random.default_rng(0).normal(size=(NUM_ITEMS, DIM)).astype(np.float32)
+    save_average_model(tmp_path / "export", table)
+    rows = [("u0", "i1", 5, "test_input"), ("u0", "i3", 1, "test_input"), ("u0", "i9", 3, "test_target"),
+            ("u1", "i2", 1, "test_input"), ("u1", "unknown", 2, "test_input"), ("u2", "i4", 1, "train")]
+    rows += [(f"v{n}", f"i{n % NUM_ITEMS}", n, "test_input") for n in range(20)]
+    write_dataset(tmp_path / "data", rows)
+    out = tmp_path / "pred"
+    job = Predict(str(tmp_path / "data"), str(tmp_path / "export"), str(out), batch_size=3)
+    result = job.run(RunContext(_spark=spark))
+    assert result["num_users"] == 22 and (out / MARKER).exists()
+    df = spark.read.parquet(str(out))
+    assert dict(df.dtypes) == {"user": "string", "vector": "array<float>"}
+    got = {r["user"]: np.array(r["vector"]) for r in df.collect()}
+    np.testing.assert_allclose(got["u0"], table[[1, 3]].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(got["u1"], table[2], rtol=1e-5)  # the unknown item is dropped
+    np.testing.assert_allclose(got["v13"], table[1], rtol=1e-5)
+    assert "u2" not in got
+    assert job.run(RunContext(_spark=spark))["skipped"] is True
+
+
+@pytest.mark.spark
+def test_items_are_ordered_by_timestamp(spark, tmp_path):
+    from sparkml_tf.jobs.predict import group_items, read_interactions
+
+    write_dataset(tmp_path / "data", [("u", "i5", 30, "train"), ("u", "i7", 10, "train"), ("u", "i1", 20, "train")])
+    row = group_items(read_interactions(spark, str(tmp_path / "data"), ["train"])).first()
+    assert row["items"] == [7, 1, 5]
+
+
+def test_bad_arguments_raise_with_paths():
+    from sparkml_tf.jobs.predict import Predict
+
+    with pytest.raises(DataError) as e:
+        Predict("d", "e", "o", split="tests")
+    assert e.value.code == "PREDICT_UNKNOWN_SPLIT" and e.value.path == "split"
+    with pytest.raises(DataError) as e:
+        Predict("d", "e", "o", batch_size=0)
+    assert e.value.path == "batch_size"

@@ -1,0 +1,181 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from sparkml_tf.spark.barrier import LocalLauncher
+from sparkml_tf.train.loop import build_spec, ndcg_at_k, train_worker
+from sparkml_tf.train.toy import write_toy_dataset
+
+AVERAGE = {"type": "sparkml_tf.models.AverageModel", "embedding_dim": 16, "input_dropout": 0.1, "eval": None}
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("toy") / "dataset")
+    write_toy_dataset(path, num_users=400, num_items=300, num_shards=2, num_validation=100)
+    return path
+
+
+def settings_for(dataset, tmp_path, **overrides):
+    settings = {
+        "dataset_dir": dataset,
+        "export_dir": str(tmp_path / "export"),
+        "embeddings_dir": str(tmp_path / "embeddings"),
+        "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "model": AVERAGE,
+        "loss": {"type": "sparkml_tf.models.BPRLoss", "num_negatives": 8, "eval": None},
+        "epochs": 4,
+        "batch_size": 32,
+        "learning_rate": 0.01,
+        "checkpoint_every_steps": 5,
+        "patience": 3,
+        "seed": 0,
+    }
+    settings.update(overrides)
+    return settings
+
+
+def random_ndcg(dataset):
+    from sparkml_tf.train.loop import read_validation, shard_files
+
+    class Random:
+        def __init__(self):
+            self.table = tf.random.normal([300, 4], seed=1)
+
+        def user_embedding(self, items, training=False):
+            return tf.random.normal([tf.shape(items)[0], 4], seed=2)
+
+        def item_embeddings(self):
+            return self.table
+
+        def item_biases(self):
+            return tf.zeros([300])
+
+    inputs, targets = read_validation(shard_files(dataset, "validation"))
+    return ndcg_at_k(Random(), inputs, targets)
+
+
+def test_learns_exports_and_embeddings(dataset, tmp_path):
+    result = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path))
+    assert result["epochs_run"] == 4 and result["steps"] == 4 * result["steps_per_epoch"]
+    assert result["best_ndcg"] > random_ndcg(dataset) + 0.1
+    assert [h["epoch"] for h in result["history"]] == [0, 1, 2, 3]
+    assert result["export_path"].endswith(os.path.join("export", "1"))
+    assert os.path.exists(os.path.join(result["export_path"], "history.json"))
+
+    # The SavedModel gives back the embeddings the (best) model had.
+    loaded = tf.saved_model.load(result["export_path"])
+    items = tf.constant([[1, 2, 3, -1], [10, -1, -1, -1]], tf.int64)
+    user = loaded.signatures["serving_default"](items=items)["user_embedding"]
+    assert user.shape == (2, 16) and user.dtype == tf.float32
+    factors = loaded.signatures["item_embeddings"]()
+    table = pq.read_table(str(tmp_path / "embeddings")).sort_by("id")
+    assert table.column_names == ["id", "item", "vector", "bias"]
+    assert table.num_rows == 300 and table["item"][5].as_py() == "item5"
+    vectors = np.array(table["vector"].to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(factors["embeddings"].numpy(), vectors, rtol=1e-6)
+    np.testing.assert_allclose(factors["biases"].numpy(), table["bias"].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(user.numpy()[1], vectors[10], rtol=1e-5)  # a one-item user is that item
+    np.testing.assert_allclose(user.numpy()[0], vectors[[1, 2, 3]].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert os.path.exists(tmp_path / "embeddings" / "_SPARKML_TF_COMPLETE")
+
+    # A second export lands in the next version.
+    again = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, force=True))
+    assert again["export_path"].endswith(os.path.join("export", "2"))
+    assert again["resumed_from_step"] == result["steps"] and again["steps"] == result["steps"]
+
+
+def test_resumes_from_checkpoint(dataset, tmp_path):
+    first = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, epochs=1))
+    per_epoch = first["steps_per_epoch"]
+    assert first["steps"] == per_epoch and first["epochs_run"] == 1
+    keras.backend.clear_session()
+    second = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, epochs=3, force=True))
+    assert second["resumed_from_step"] == per_epoch
+    assert second["steps"] == 3 * per_epoch
+    assert [h["epoch"] for h in second["history"]] == [0, 1, 2]
+    assert second["history"][0] == first["history"][0]  # epoch 0 was not run again
+    with open(tmp_path / "checkpoints" / "history.json") as f:
+        assert len(json.load(f)) == 3
+
+
+def test_early_stopping_and_vae(dataset, tmp_path):
+    vae = {"type": "sparkml_tf.models.MultVAE", "hidden_dims": [32, 8], "anneal_steps": 50, "eval": None}
+    result = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, model=vae, loss=None, epochs=30, patience=1, learning_rate=0.05))
+    assert result["epochs_run"] < 30  # stopped early
+    ndcgs = [h["val_ndcg@100"] for h in result["history"]]
+    assert result["best_ndcg"] == pytest.approx(max(ndcgs))
+    # The exported model is the best epoch's, not the last one's.
+    loaded = tf.saved_model.load(result["export_path"])
+    factors = loaded.signatures["item_embeddings"]()
+
+    class Exported:
+        def __init__(self):
+            self.serve = loaded.signatures["serving_default"]
+
+        def user_embedding(self, items, training=False):
+            return self.serve(items=tf.constant(items))["user_embedding"]
+
+        def item_embeddings(self):
+            return factors["embeddings"]
+
+        def item_biases(self):
+            return factors["biases"]
+
+    from sparkml_tf.train.loop import read_validation, shard_files
+
+    inputs, targets = read_validation(shard_files(dataset, "validation"))
+    assert ndcg_at_k(Exported(), inputs, targets) == pytest.approx(result["best_ndcg"], abs=1e-6)
+
+
+def test_build_spec_and_missing_data(tmp_path):
+    spec = build_spec({"type": "sparkml_tf.models.BPRLoss", "num_negatives": 3, "eval": None})
+    assert spec.num_negatives == 3
+    from sparkml_tf.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        train_worker(settings_for(str(tmp_path / "nothing"), tmp_path))
+    assert info.value.code == "DATA_MISSING_STATS"
+
+
+def test_train_job_local_logs_to_tracker(dataset, tmp_path):
+    from sparkml_tf.jobs.base import RunContext
+    from sparkml_tf.jobs.train import Train
+    from sparkml_tf.tracking.base import Tracker
+
+    class Recorder(Tracker):
+        def __init__(self):
+            self.calls = []
+
+        def log_params(self, params):
+            self.calls.append(("params", params))
+
+        def log_metrics(self, metrics, step=None):
+            self.calls.append(("metrics", metrics, step))
+
+        def log_artifact(self, local_path, artifact_path=None):
+            self.calls.append(("artifact", local_path, artifact_path))
+
+        def log_figure(self, figure, artifact_file):
+            self.calls.append(("figure", artifact_file))
+
+    s = settings_for(dataset, tmp_path, epochs=2)
+    job = Train(s["dataset_dir"], s["export_dir"], s["embeddings_dir"], s["checkpoint_dir"], model=AVERAGE, loss=s["loss"], launcher="local", epochs=2, batch_size=32)
+    tracker = Recorder()
+    summary = job.run(RunContext(tracker=tracker))
+    kinds = [c[0] for c in tracker.calls]
+    assert kinds.count("params") == 1 and ("figure", "plots/training_curves.png") in tracker.calls
+    assert ("artifact", summary["export_path"], "model") in tracker.calls
+    assert [c[2] for c in tracker.calls if c[0] == "metrics" and "val_ndcg@100" in c[1]] == [0, 1]
+    assert job.run(RunContext(tracker=Recorder()))["skipped"] is True
