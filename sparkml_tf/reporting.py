@@ -11,20 +11,19 @@ def _flat_numbers(value: Any) -> bool:
 
 
 def metrics_table(metrics: Dict[str, float], default_row: str = "model") -> str:
-    """``{"recall@20": .3, "popular/recall@20": .1}`` -> rows model / popular, a column per metric."""
-    rows: Dict[str, Dict[str, float]] = {}
+    """``{"recall@20": .3, "popular/recall@20": .1}`` -> a row per metric, a column per model."""
+    columns: Dict[str, Dict[str, float]] = {}
     for key, value in metrics.items():
-        row, _, name = key.rpartition("/")
-        rows.setdefault(row or default_row, {})[name] = value
-    columns: List[str] = []
-    for row in rows.values():
-        columns += [c for c in row if c not in columns]
+        column, _, name = key.rpartition("/")
+        columns.setdefault(column or default_row, {})[name] = value
+    rows: List[str] = []
+    for column in columns.values():
+        rows += [r for r in column if r not in rows]
     width = max(len(r) for r in rows)
-    header = " ".join([" " * width] + [f"{c:>12}" for c in columns])
-    lines = [header]
-    for name, row in rows.items():
-        cells = [f"{_fmt(row[c]):>12}" if c in row else " " * 12 for c in columns]
-        lines.append(" ".join([f"{name:<{width}}"] + cells))
+    lines = [" ".join([" " * width] + [f"{c:>12}" for c in columns])]
+    for row in rows:
+        cells = [f"{_fmt(column[row]):>12}" if row in column else f"{'':>12}" for column in columns.values()]
+        lines.append(" ".join([f"{row:<{width}}"] + cells))
     return "\n".join(lines)
 
 
@@ -36,5 +35,5 @@ def _fmt(value: float) -> str:
 
 def format_results(results: Dict[str, Any]) -> str:
     """A table for each job that returned flat numeric metrics, the last one (evaluation) first."""
-    blocks = [f"== {name} ==\n{metrics_table(value, 'model' if any('/' in k for k in value) else name)}" for name, value in reversed(list(results.items())) if _flat_numbers(value)]
+    blocks = [f"== {name} ==\n{metrics_table(value, 'model' if any('@' in k for k in value) else name)}" for name, value in reversed(list(results.items())) if _flat_numbers(value)]
     return "\n\n".join(blocks[:1])

@@ -33,6 +33,8 @@ from sparkml_tf.errors import DataError
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.parquet"
 PARAMS_FILE = "params.json"
+# Space for augmented indexes (see HnswIndex.build).
+DEFAULT_AUGMENTED_SPACE = "l2"
 
 
 # ---- item embeddings (the ExportEmbeddings contract) ---------------------------------------
@@ -151,25 +153,35 @@ class HnswIndex:
         num_threads: int = 0,
         fold_bias: bool = True,
         augment: bool = True,
+        space: Optional[str] = None,
     ) -> "HnswIndex":
+        """``space``: hnswlib space, "ip" (default without ``augment``) or, with ``augment``, "l2"
+        (default) or "cosine": all augmented items share one norm, so these rank like inner product."""
         import hnswlib
 
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) == 0:
             raise DataError("DATA_SCHEMA_MISMATCH", f"item vectors must be a non-empty [N, D] matrix, got shape {vectors.shape}")
+        space = space or (DEFAULT_AUGMENTED_SPACE if augment else "ip")
+        if space not in ("ip", "l2", "cosine") or (space != "ip" and not augment):
+            raise ValueError(f"space must be 'ip', or with augment=True 'l2' or 'cosine'; got {space!r} (augment={augment})")
         data = fold(vectors, biases) if fold_bias else vectors
+        norm2 = 0.0
         if augment:
             data = augment_norms(data)
+            norm2 = float(np.einsum("ij,ij->i", data[:1], data[:1], dtype=np.float64)[0])
         count, dim = data.shape
         ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         items = ids.astype(str).astype(object) if items is None else np.asarray(items, dtype=object)
-        index = hnswlib.Index(space="ip", dim=dim)
+        index = hnswlib.Index(space=space, dim=dim)
         index.init_index(max_elements=count, ef_construction=ef_construction, M=M)
         index.set_num_threads(num_threads if num_threads > 0 else (os.cpu_count() or 1))
         # Labels are row numbers; ``ids`` maps them to vocab ids (kept apart so any id space works).
         index.add_items(data, np.arange(count))
         index.set_ef(ef)
-        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": "ip", "fold_bias": bool(fold_bias), "augment": bool(augment)}
+        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": space, "fold_bias": bool(fold_bias), "augment": bool(augment)}
+        if augment:
+            params["norm2"] = norm2  # Φ², the shared squared norm: turns l2/cosine distances back into scores
         return cls(index, ids, items, params)
 
     def set_ef(self, ef: int) -> None:
@@ -193,7 +205,18 @@ class HnswIndex:
         else:
             data = np.concatenate([vectors, np.zeros((len(vectors), 1), np.float32)], axis=1) if augment else vectors
         labels, distances = self.index.knn_query(data, k=k, num_threads=num_threads)
-        return self.ids[labels.astype(np.int64)], (1.0 - distances).astype(np.float32)
+        return self.ids[labels.astype(np.int64)], self._scores(data, distances)
+
+    def _scores(self, data: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """hnswlib distances -> ``q · x`` (= ``u · v + b``): ip ``1 - q·x``; l2 ``|q|² + Φ² - 2 q·x``; cosine ``1 - q·x / (|q| Φ)``."""
+        space = self.params["space"]
+        if space == "ip":
+            return (1.0 - distances).astype(np.float32)
+        q2 = np.einsum("ij,ij->i", data, data, dtype=np.float64)[:, None]
+        norm2 = self.params["norm2"]
+        if space == "l2":
+            return ((q2 + norm2 - distances.astype(np.float64)) / 2.0).astype(np.float32)
+        return ((1.0 - distances.astype(np.float64)) * np.sqrt(q2 * norm2)).astype(np.float32)
 
     def save(self, directory: str) -> None:
         """Write index.bin, ids.parquet and params.json under ``directory`` (local path or URI)."""

@@ -73,7 +73,9 @@ def atomic_output(path: str, force: bool = False) -> Iterator[str]:
             path,
         )
     parent, name = final.rsplit("/", 1)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    # Not hidden: Spark and pyarrow skip paths starting with '.' or '_' when reading, and jobs
+    # read their temporary output back (row counts) before the rename.
+    tmp = f"{parent}/{name}.tmp-{uuid.uuid4().hex[:8]}"
     filesystem.create_dir(parent, recursive=True)
     try:
         yield _join_uri(path, tmp)

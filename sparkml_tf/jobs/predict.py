@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Dict
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
 
 from sparkml_tf.errors import DataError
 from sparkml_tf.jobs.base import Job, RunContext
@@ -12,6 +13,25 @@ from sparkml_tf.jobs.outputs import atomic_output, is_complete
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation_input", "validation_target", "test_input", "test_target")
+ARROW_BATCH_ROWS = 50_000  # rows per Arrow batch in the inference stage (Spark's default: 10,000)
+_ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
+
+
+@contextmanager
+def arrow_batch_rows(spark, rows: Optional[int]) -> Iterator[None]:
+    """Set ``spark.sql.execution.arrow.maxRecordsPerBatch`` to ``rows`` (None: Spark's default)
+    for the actions run inside, then restore the session's own value. The setting is read when a
+    query executes, so wrap the action (write, count), not the DataFrame's construction."""
+    conf = spark.conf
+    previous = conf.get(_ARROW_BATCH_KEY)  # the session's value, or Spark's default
+    if rows is None:
+        conf.unset(_ARROW_BATCH_KEY)
+    else:
+        conf.set(_ARROW_BATCH_KEY, str(int(rows)))
+    try:
+        yield
+    finally:
+        conf.set(_ARROW_BATCH_KEY, previous)
 
 
 def read_interactions(spark, dataset_dir: str, splits, with_ids: bool = True):
@@ -54,14 +74,18 @@ def group_items(df, column: str = "items"):
 class Predict(Job):
     """Read ``split`` of ``<dataset_dir>/interactions``, group each user's item ids (by time) into
     ``items``, run the highest version under ``export_dir`` on executors (``mapInArrow``,
-    ``batch_size`` rows per model call) and write ``<output_dir>`` Parquet: user string, vector array<float>.
+    ``batch_size`` rows per model call, ``arrow_batch_rows`` rows per Arrow batch in that stage)
+    and write ``<output_dir>`` Parquet: user string, vector array<float>.
     """
 
-    def __init__(self, dataset_dir: str, export_dir: str, output_dir: str, split: str = "test_input", batch_size: int = 1024, name: str = "predict"):
+    def __init__(self, dataset_dir: str, export_dir: str, output_dir: str, split: str = "test_input", batch_size: int = 1024, name: str = "predict", arrow_batch_rows: int = ARROW_BATCH_ROWS):
         if split not in SPLITS:
             raise DataError("PREDICT_UNKNOWN_SPLIT", f"unknown split {split!r}; choose one of {', '.join(SPLITS)}", "split")
         if batch_size <= 0:
             raise DataError("PREDICT_BAD_BATCH_SIZE", f"batch_size must be positive, got {batch_size}", "batch_size")
+        if arrow_batch_rows <= 0:
+            raise DataError("PREDICT_BAD_BATCH_SIZE", f"arrow_batch_rows must be positive, got {arrow_batch_rows}", "arrow_batch_rows")
+        self.arrow_batch_rows = arrow_batch_rows
         self.dataset_dir = dataset_dir
         self.export_dir = export_dir
         self.output_dir = output_dir
@@ -79,7 +103,8 @@ class Predict(Job):
         model_path = latest_version(self.export_dir)
         users = group_items(read_interactions(spark, self.dataset_dir, [self.split]))
         with atomic_output(self.output_dir, ctx.force) as tmp:
-            embed_users(users, model_path, self.batch_size).write.parquet(tmp)
+            with arrow_batch_rows(spark, self.arrow_batch_rows):  # this stage only; restored after
+                embed_users(users, model_path, self.batch_size).write.parquet(tmp)
             num_users = spark.read.parquet(tmp).count()  # from Parquet footers: cheap
         ctx.tracker.log_params({f"{self.name}.model_path": model_path, f"{self.name}.split": self.split, f"{self.name}.batch_size": self.batch_size})
         ctx.tracker.log_metrics({f"{self.name}.num_users": num_users})

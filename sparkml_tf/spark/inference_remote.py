@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -92,59 +92,99 @@ def check_signature(fn, model_path: str = "") -> None:
         raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must return 'user_embedding', but returns {sorted(outputs)}; export the model with that output", model_path)
 
 
-def padded_from_list_array(array) -> np.ndarray:
-    """A pyarrow ``list<int>`` array to an int64 [n, max_len] matrix padded with -1, straight
-    from the flat values buffer and offsets (no per-row Python objects). Null lists are empty."""
+def list_offsets_values(array) -> Tuple[np.ndarray, np.ndarray]:
+    """A pyarrow ``list<int>`` array as (offsets [n + 1] starting at 0, flat int64 values), read
+    straight from its buffers: zero-copy for the offsets and for int64 values without nulls, and
+    no per-row Python objects in any case. Null lists are empty; null elements become -1."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    n = len(array)
-    if n == 0:
-        return np.zeros((0, 0), np.int64)
     if array.null_count:
         array = pc.fill_null(array, pa.scalar([], type=array.type))
     offsets = array.offsets.to_numpy()
     # ``values`` is the unsliced child; slicing with the absolute offsets keeps a sliced array right.
-    values = array.values.slice(offsets[0], offsets[-1] - offsets[0])
+    values = array.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0])) if len(offsets) else array.values.slice(0, 0)
+    if values.null_count:
+        values = pc.fill_null(values, PAD)
     flat = values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return (offsets - offsets[0] if len(offsets) and offsets[0] else offsets), flat
+
+
+def padded_from_offsets(offsets: np.ndarray, flat: np.ndarray, min_width: int = 0) -> np.ndarray:
+    """Rows ``flat[offsets[i]:offsets[i + 1]]`` as an int64 [n, max_len] matrix padded with -1."""
     lengths = np.diff(offsets)
-    width = int(lengths.max())
+    n = len(lengths)
+    width = max(int(lengths.max()) if n else 0, min_width)
     out = np.full((n, width), PAD, dtype=np.int64)
     if flat.size:
-        rows = np.repeat(np.arange(n), lengths)
-        cols = np.arange(flat.size) - np.repeat(offsets[:-1] - offsets[0], lengths)
-        out[rows, cols] = flat
+        # Row-major boolean assignment fills each row's first ``length`` cells in ``flat`` order.
+        out[np.arange(width) < lengths[:, None]] = flat
     return out
 
 
+def padded_from_list_array(array) -> np.ndarray:
+    """A pyarrow ``list<int>`` array to an int64 [n, max_len] matrix padded with -1, straight
+    from the flat values buffer and offsets (no per-row Python objects). Null lists are empty."""
+    offsets, flat = list_offsets_values(array)
+    if len(offsets) <= 1:
+        return np.zeros((0, 0), np.int64)
+    return padded_from_offsets(offsets, flat)
+
+
 def float_list_array(matrix: np.ndarray):
-    """A float32 [n, d] matrix to a pyarrow ``list<float>`` array without per-row objects."""
+    """A float32 [n, d] matrix to a pyarrow ``list<float>`` array without per-row objects: the
+    matrix buffer becomes the values (zero-copy) and the offsets are ``0, d, 2d, ...``."""
     import pyarrow as pa
 
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     n, d = matrix.shape
-    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)) if n * d < 2**31 else pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int64))
-    values = pa.array(matrix.ravel())
-    return pa.ListArray.from_arrays(offsets, values) if offsets.type == pa.int32() else pa.LargeListArray.from_arrays(offsets, values)
+    values = pa.array(matrix.reshape(-1))
+    if n * d < 2**31:
+        return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32)), values)
+    return pa.LargeListArray.from_arrays(pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int64)), values)
 
 
-def embed(fn: Callable, items: np.ndarray, batch_size: int) -> np.ndarray:
-    """Call the signature on row slices of ``batch_size``, each trimmed to its own longest row."""
+def used_lengths(items: np.ndarray) -> np.ndarray:
+    """Per row, 1 + the index of its last non-pad cell (0 for an all-pad row): the columns a
+    row needs; everything after is padding the model masks anyway."""
+    if items.shape[1] == 0:
+        return np.zeros(len(items), np.int64)
+    used = items[:, ::-1] != PAD
+    return np.where(used.any(axis=1), items.shape[1] - np.argmax(used, axis=1), 0)
+
+
+def embed(fn: Callable, items: np.ndarray, batch_size: int, lengths: Optional[np.ndarray] = None) -> np.ndarray:
+    """Call the signature on slices of ``batch_size`` rows and return one float32 row per input row.
+
+    Rows are bucketed by length first (a stable sort by ``lengths``, default :func:`used_lengths`),
+    and each slice is trimmed to its own longest row, so short rows do not pay for the padding of
+    long ones (a Poisson(20) batch padded to its maximum is ~45% padding; bucketed, ~3%).
+    The signature takes ``[None, None]``, so no shape ever retraces; results are scattered back
+    into input order.
+    """
     import tensorflow as tf
 
-    outputs = []
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        # Trim the columns that are padding in every row of this slice (a long row elsewhere in
-        # the Arrow batch should not widen every model call).
-        used = np.flatnonzero((chunk != PAD).any(axis=0))
-        width = int(used[-1]) + 1 if used.size else 1
-        chunk = chunk[:, :width] if chunk.shape[1] else np.full((len(chunk), 1), PAD, np.int64)
-        result = fn(items=tf.constant(chunk, dtype=tf.int64))["user_embedding"]
-        outputs.append(result.numpy().astype(np.float32, copy=False))
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+    n = len(items)
+    if n == 0:
+        return np.zeros((0, 0), np.float32)
+    if lengths is None:
+        lengths = used_lengths(items)
+    if items.shape[1] == 0:
+        items = np.full((n, 1), PAD, np.int64)
+    order = np.argsort(lengths, kind="stable")
+    out = None
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        width = min(max(int(lengths[rows[-1]]), 1), items.shape[1])
+        result = fn(items=tf.constant(items[rows, :width]))["user_embedding"].numpy()
+        if len(result) != len(rows):
+            raise DataError("MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(rows)} rows; 'user_embedding' must have one row per input row")
+        if out is None:
+            out = np.empty((n,) + result.shape[1:], np.float32)
+        out[rows] = result
+    return out
 
 
 def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector", threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
@@ -164,8 +204,8 @@ def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            items = padded_from_list_array(batch.column(batch.schema.get_field_index(items_col)))
-            vectors = embed(fn, items, batch_size)
+            offsets, flat = list_offsets_values(batch.column(batch.schema.get_field_index(items_col)))
+            vectors = embed(fn, padded_from_offsets(offsets, flat, min_width=1), batch_size)
             if vectors.shape[0] != batch.num_rows:
                 raise DataError("MODEL_BAD_OUTPUT", f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row", model_path)
             yield pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(key_col)), float_list_array(vectors)], names=[key_col, output_col])

@@ -310,7 +310,8 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
             {"epoch": epoch, "loss": epoch_loss, "val_ndcg@100": ndcg, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
              "examples_per_s": steps_run * global_batch / train_seconds if train_seconds > 0 else None}
         )
-        _log(rank, f"epoch {epoch}: loss {epoch_loss:.4f}, val ndcg@100 {ndcg:.4f}, {seconds:.1f}s")
+        if rank == 0:  # every rank computes the same numbers; one copy is enough
+            _log(rank, f"epoch {epoch}: loss {epoch_loss:.4f}, val ndcg@100 {ndcg:.4f}, {seconds:.1f}s")
         save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
         manager.save(checkpoint_number=int(step))
         stopped = int(bad_epochs) >= patience

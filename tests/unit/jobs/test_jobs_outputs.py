@@ -14,7 +14,7 @@ def test_output_appears_only_when_complete(tmp_path):
         assert not os.path.exists(final)
     assert is_complete(final)
     assert sorted(os.listdir(final)) == sorted(["data", MARKER])
-    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
+    assert os.listdir(tmp_path) == ["out"]
 
 
 def test_failure_leaves_nothing_behind(tmp_path):
@@ -48,3 +48,11 @@ def test_complete_output_is_replaced_on_rerun(tmp_path):
             os.makedirs(tmp)
             open(os.path.join(tmp, "v"), "w").write(content)
     assert open(os.path.join(final, "v")).read() == "two"
+
+
+@pytest.mark.spark
+def test_spark_reads_the_temporary_output_back(spark, tmp_path):
+    # A hidden temporary name ('.out.tmp') would make Spark ignore the path and read nothing.
+    with atomic_output(str(tmp_path / "out")) as tmp:
+        spark.range(5).write.parquet(tmp)
+        assert spark.read.parquet(tmp).count() == 5
