@@ -7,7 +7,7 @@ DEMO_CONFIG ?= conf/movielens/config.json
 DEMO_MACROS ?= conf/movielens/macros.json
 PYTEST_ARGS ?=
 
-.PHONY: demo test smoke java venv clean
+.PHONY: demo test smoke java venv clean petastorm-env test-petastorm
 
 java:
 	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { \
@@ -34,3 +34,22 @@ test: java venv
 
 clean:
 	rm -rf runs mlruns.db mlartifacts .pytest_cache
+
+# Petastorm needs pyarrow<15 (so pyspark 4.0, numpy 1.26, TF 2.18): its own environment, see docs/petastorm.md.
+PETASTORM_PYTHON ?= python3.11
+PETASTORM_VENV ?= .venv-petastorm
+PETASTORM_PY := $(PETASTORM_VENV)/bin/python
+PETASTORM_STAMP := $(PETASTORM_VENV)/.installed-$(shell cat setup.cfg pyproject.toml conf/petastorm-constraints.txt | cksum | cut -d' ' -f1)
+
+$(PETASTORM_STAMP):
+	@test -x $(PETASTORM_PY) || $(PETASTORM_PYTHON) -m venv $(PETASTORM_VENV)
+	$(PETASTORM_PY) -m pip install --quiet --upgrade pip
+	$(PETASTORM_PY) -m pip install --quiet -c conf/petastorm-constraints.txt -e ".[petastorm,test]"
+	$(PETASTORM_PY) -m pip check
+	$(PETASTORM_PY) -c "import petastorm, pyarrow, tensorflow; print('petastorm', petastorm.__version__, 'pyarrow', pyarrow.__version__, 'tensorflow', tensorflow.__version__)"
+	@rm -f $(PETASTORM_VENV)/.installed-*; touch $(PETASTORM_STAMP)
+
+petastorm-env: $(PETASTORM_STAMP)
+
+test-petastorm: java petastorm-env
+	SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} PYSPARK_PYTHON=$(abspath $(PETASTORM_PY)) $(PETASTORM_PY) -m pytest -q tests/unit/data/test_data_petastorm.py $(PYTEST_ARGS)

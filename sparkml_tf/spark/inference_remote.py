@@ -155,36 +155,64 @@ def used_lengths(items: np.ndarray) -> np.ndarray:
     return np.where(used.any(axis=1), items.shape[1] - np.argmax(used, axis=1), 0)
 
 
-def embed(fn: Callable, items: np.ndarray, batch_size: int, lengths: Optional[np.ndarray] = None) -> np.ndarray:
-    """Call the signature on slices of ``batch_size`` rows and return one float32 row per input row.
-
-    Rows are bucketed by length first (a stable sort by ``lengths``, default :func:`used_lengths`),
-    and each slice is trimmed to its own longest row, so short rows do not pay for the padding of
-    long ones (a Poisson(20) batch padded to its maximum is ~45% padding; bucketed, ~3%).
-    The signature takes ``[None, None]``, so no shape ever retraces; results are scattered back
-    into input order.
-    """
+def _call(fn: Callable, chunk: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
-    n = len(items)
-    if n == 0:
-        return np.zeros((0, 0), np.float32)
-    if lengths is None:
-        lengths = used_lengths(items)
-    if items.shape[1] == 0:
-        items = np.full((n, 1), PAD, np.int64)
+    result = fn(items=tf.constant(chunk))["user_embedding"].numpy()
+    if len(result) != len(chunk):
+        raise DataError("MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(chunk)} rows; 'user_embedding' must have one row per input row")
+    return result
+
+
+def _bucketed(fn: Callable, lengths: np.ndarray, batch_size: int, chunk_of: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Rows sorted by length (stable), cut into slices of ``batch_size``, each built by
+    ``chunk_of(row_indices, width)`` at its own longest row and sent to the model; results are
+    scattered back into input order."""
+    n = len(lengths)
     order = np.argsort(lengths, kind="stable")
     out = None
     for start in range(0, n, batch_size):
         rows = order[start : start + batch_size]
-        width = min(max(int(lengths[rows[-1]]), 1), items.shape[1])
-        result = fn(items=tf.constant(items[rows, :width]))["user_embedding"].numpy()
-        if len(result) != len(rows):
-            raise DataError("MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(rows)} rows; 'user_embedding' must have one row per input row")
+        result = _call(fn, chunk_of(rows, max(int(lengths[rows[-1]]), 1)))
         if out is None:
             out = np.empty((n,) + result.shape[1:], np.float32)
         out[rows] = result
-    return out
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def embed(fn: Callable, items: np.ndarray, batch_size: int) -> np.ndarray:
+    """Embeddings of the rows of a -1 padded int64 matrix, ``batch_size`` rows per model call.
+
+    Rows are bucketed by length first (a stable sort by :func:`used_lengths`) and each slice is
+    trimmed to its own longest row, so short rows do not pay for the padding of long ones (a
+    Poisson(20) batch padded to its maximum is ~45% padding; bucketed, ~3%). The signature takes
+    ``[None, None]``, so no shape ever retraces.
+    """
+    if len(items) == 0:
+        return np.zeros((0, 0), np.float32)
+    if items.shape[1] == 0:
+        items = np.full((len(items), 1), PAD, np.int64)
+    lengths = used_lengths(items)
+    return _bucketed(fn, lengths, batch_size, lambda rows, width: items[rows, : min(width, items.shape[1])])
+
+
+def embed_lists(fn: Callable, offsets: np.ndarray, flat: np.ndarray, batch_size: int) -> np.ndarray:
+    """:func:`embed` for rows given as list offsets (from 0) and flat values, without building
+    the whole padded matrix: each length bucket is gathered straight from ``flat``."""
+    lengths = np.diff(offsets)
+    if len(lengths) == 0:
+        return np.zeros((0, 0), np.float32)
+    if flat.size and (flat == PAD).any():  # explicit pads inside the lists: trim them per row
+        return embed(fn, padded_from_offsets(offsets, flat, min_width=1), batch_size)
+    source = np.append(flat, np.int64(PAD))  # index len(flat) reads a pad
+    starts = offsets[:-1].astype(np.int64)
+
+    def chunk_of(rows, width):
+        columns = np.arange(width)
+        index = starts[rows, None] + columns
+        return source[np.where(columns < lengths[rows, None], index, flat.size)]
+
+    return _bucketed(fn, lengths, batch_size, chunk_of)
 
 
 def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector", threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
@@ -205,7 +233,7 @@ def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key
             if batch.num_rows == 0:
                 continue
             offsets, flat = list_offsets_values(batch.column(batch.schema.get_field_index(items_col)))
-            vectors = embed(fn, padded_from_offsets(offsets, flat, min_width=1), batch_size)
+            vectors = embed_lists(fn, offsets, flat, batch_size)
             if vectors.shape[0] != batch.num_rows:
                 raise DataError("MODEL_BAD_OUTPUT", f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row", model_path)
             yield pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(key_col)), float_list_array(vectors)], names=[key_col, output_col])

@@ -214,6 +214,11 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
     epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 3))
     checkpoint_every = max(1, int(settings.get("checkpoint_every_steps", 200)))
 
+    petastorm = stats.get("training_format") == "petastorm"  # Parquet under petastorm/, read with Petastorm
+    if source is None and petastorm:
+        from sparkml_tf.data.petastorm_dataset import trainer_source
+
+        source = trainer_source(dataset_dir, num_workers, cache=bool(settings.get("cache", True)))
     if source is None:
         train_files = shard_files(dataset_dir, "train")
         if len(train_files) < num_workers:
@@ -224,7 +229,12 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
                 f"{dataset_dir}/tfrecord/train",
             )
         source = tfrecord_source(train_files, cache=bool(settings.get("cache", True)))
-    val_inputs, val_targets = read_validation(shard_files(dataset_dir, "validation"))
+    if petastorm:
+        from sparkml_tf.data.petastorm_dataset import read_validation as read_petastorm_validation
+
+        val_inputs, val_targets = read_petastorm_validation(dataset_dir)
+    else:
+        val_inputs, val_targets = read_validation(shard_files(dataset_dir, "validation"))
 
     with strategy.scope():
         net = spec.build(num_items, loss)
