@@ -8,23 +8,26 @@ measure the data path more than TensorFlow.
 
 What is timed, and how:
 
-* Single process (no Spark), in a fresh subprocess each: the model called by
+* Single process (no Spark), in this driver: the model called by
   :func:`sparkml_tf.spark.inference_remote.embed` on the rows already in memory as a padded
-  int64 matrix, ``--batch-size`` rows per call -- once with TensorFlow pinned to 1 intra/inter-op
-  thread (the thread budget of one Spark Python worker: the denominator of the per-core ratio)
-  and once with TensorFlow's default pools (all cores). It also times our mapInArrow function
-  replayed in-process over the same rows as Arrow record batches (the Python side's ceiling).
+  int64 matrix, ``--batch-size`` rows per call, TensorFlow pinned to 1 intra/inter-op thread
+  (the thread budget of one Spark Python worker: the denominator of the per-core ratio). Also
+  our mapInArrow function replayed in-process over the same rows as Arrow record batches (the
+  Python side's ceiling), and -- in a subprocess -- the model with TensorFlow's default pools.
 * Spark: the rows (user, items array<long>, and the same items padded to ``--max-items`` with -1,
   which ``predict_batch_udf`` needs) are read, repartitioned to ``2 x cores`` partitions, cached
   and counted first; then only the inference stage is timed, its output consumed by the ``noop``
-  writer. Each path runs once to warm up (Python worker start, TensorFlow import, model load),
-  then ``--repeats`` timed runs; medians are reported. Ours runs with the Arrow batch size the
-  Predict job sets for its stage (``--arrow-batch-rows``); ``predict_batch_udf`` runs at Spark's
-  default and at ours, and its best is reported.
+  writer. Ours runs with the Arrow batch size the Predict job sets for its stage
+  (``--arrow-batch-rows``); ``predict_batch_udf`` runs at Spark's default and at ours, and its
+  best is reported.
 * Two identity ``mapInArrow`` functions bound what any Python-side work could reach: one returns
   its input batches, one returns (user, a constant ``--dim``-float vector) without a model.
-* CPU seconds of the JVM and of the Python workers are read from ``/proc`` around each timed
-  run (Linux only), to show where the cores go.
+* Every path runs once to warm up (Python worker start, TensorFlow import, model load), then
+  ``--repeats`` rounds of all paths in turn (round-robin, so load from other jobs on the machine
+  weighs on every path alike); medians are reported.
+* CPU seconds of the JVM and of the Python workers (the JVM's descendant processes) are read
+  from ``/proc`` around each run (Linux only): users per CPU-second is the contention-robust
+  view of the same ratios.
 
 per-core ratio = spark rate / (cores x single-process 1-thread rate).
 """
@@ -41,7 +44,6 @@ import tempfile
 import time
 
 import numpy as np
-
 
 def save_model(path: str, num_items: int, dim: int) -> str:
     import tensorflow as tf
@@ -78,50 +80,35 @@ def make_rows(users: int, num_items: int, mean_items: int, max_items: int, path:
     pq.write_table(table, path)
 
 
-def timed(action, repeats: int, probe=None):
-    """Median seconds of ``repeats`` runs after one warm-up run; with ``probe`` (a callable
-    returning a dict of counters), also the median of each counter's change per run."""
-    action()  # warm-up: worker start, TF import, model load
-    times, deltas = [], []
-    for _ in range(repeats):
-        before = probe() if probe else {}
-        start = time.perf_counter()
+def measure(actions, repeats: int, probe):
+    """Run every action once to warm up (worker start, TF import, model load), then ``repeats``
+    rounds of all actions in turn (round-robin, so a busy machine weighs on every path alike).
+    Returns per action the median wall seconds and median CPU seconds per component."""
+    for action in actions.values():
         action()
-        times.append(time.perf_counter() - start)
-        after = probe() if probe else {}
-        deltas.append({k: after[k] - before.get(k, 0.0) for k in after})
-    cpu = {k: statistics.median(d[k] for d in deltas) for k in (deltas[0] if deltas else {})}
-    return statistics.median(times), cpu
+    runs = {name: [] for name in actions}
+    for _ in range(repeats):
+        for name, action in actions.items():
+            before, cpu0, start = probe(), time.process_time(), time.perf_counter()
+            action()
+            wall, after = time.perf_counter() - start, probe()
+            cpu = {k: after[k] - before[k] for k in after}
+            cpu["driver"] = time.process_time() - cpu0
+            runs[name].append((wall, cpu))
+    return {name: (statistics.median(w for w, _ in r), {k: statistics.median(c[k] for _, c in r) for k in r[0][1]}) for name, r in runs.items()}
 
 
-# ---------------------------------------------------------------- single process (a subprocess)
-
-
-def single_process(model_path: str, rows_path: str, batch_size: int, threads: int, repeats: int, arrow_batch_rows: int) -> dict:
+def single_process_all_threads(model_path: str, rows_path: str, batch_size: int, repeats: int) -> dict:
+    """In a subprocess: the model with TensorFlow's default thread pools (all cores)."""
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from sparkml_tf.spark.inference_remote import configure_threads, embed, load_model, make_user_embedding_fn, padded_from_list_array
+    from sparkml_tf.spark.inference_remote import embed, load_model, padded_from_list_array
 
-    configure_threads(threads)
-    table = pq.read_table(rows_path, columns=["user", "items"]).combine_chunks()
-    padded = padded_from_list_array(table.column("items"))
-    fn = load_model("bench", model_path, threads=threads)
-    model_s, _ = timed(lambda: embed(fn, padded, batch_size), repeats)
-    result = {"threads": threads, "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(), "model_rate": len(padded) / model_s}
-    if threads == 1:
-        batches = table.to_batches(max_chunksize=arrow_batch_rows)
-        worker = make_user_embedding_fn("bench", model_path, batch_size, threads=threads)
-        replay_s, _ = timed(lambda: sum(b.num_rows for b in worker(iter(batches))), repeats)
-        result["replay_rate"] = len(padded) / replay_s
-    return result
-
-
-def run_single_process(args, model_path: str, rows_path: str, threads: int) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--single-process", str(threads), "--model", model_path, "--rows", rows_path,
-           "--batch-size", str(args.batch_size), "--repeats", str(args.repeats), "--arrow-batch-rows", str(args.arrow_batch_rows)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    padded = padded_from_list_array(pq.read_table(rows_path, columns=["items"]).column("items"))
+    fn = load_model("bench", model_path)
+    result = measure({"model": lambda: embed(fn, padded, batch_size)}, repeats, lambda: {})["model"]
+    return {"rate": len(padded) / result[0], "cpu": result[1]["driver"], "intra_op": tf.config.threading.get_intra_op_parallelism_threads()}
 
 
 # ---------------------------------------------------------------- CPU accounting from /proc
@@ -194,44 +181,52 @@ def main() -> None:
     parser.add_argument("--max-items", type=int, default=40)
     parser.add_argument("--num-items", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=1024, help="rows per model call")
+    parser.add_argument("--batch-size", type=int, default=1024, help="rows per model call (every path)")
     parser.add_argument("--arrow-batch-rows", type=int, default=None, help="Arrow batch rows for our stage (default: the Predict job's)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--single-process", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--rows", help=argparse.SUPPRESS)
+    parser.add_argument("--all-threads-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sparkml_tf.jobs.predict import ARROW_BATCH_ROWS, arrow_batch_rows, embed_users
 
+    if args.all_threads_worker:
+        print(json.dumps(single_process_all_threads(*args.all_threads_worker, args.batch_size, args.repeats)))
+        return
     if args.arrow_batch_rows is None:
         args.arrow_batch_rows = ARROW_BATCH_ROWS
-    if args.single_process is not None:
-        print(json.dumps(single_process(args.model, args.rows, args.batch_size, args.single_process, args.repeats, args.arrow_batch_rows)))
-        return
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     scratch = tempfile.mkdtemp(prefix="bench-inference-")
     rows_path = f"{scratch}/rows.parquet"
-    # The model is written by a subprocess, so this driver never starts TensorFlow's runtime.
+    quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Written by a subprocess, so this driver's TensorFlow runtime starts later, with 1 thread.
     subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
-                    f"from bench_inference import save_model; save_model({scratch + '/export'!r}, {args.num_items}, {args.dim})"],
-                   check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                    f"from bench_inference import save_model; save_model({scratch + '/export'!r}, {args.num_items}, {args.dim})"], check=True, env=quiet)
     model_path = f"{scratch}/export/1"
     make_rows(args.users, args.num_items, args.mean_items, args.max_items, rows_path)
     print(f"{args.users} users, ~{args.mean_items} items each (max {args.max_items}), model {args.num_items}x{args.dim}, "
           f"{args.batch_size} rows per model call, Arrow batches of {args.arrow_batch_rows} rows (ours), local[{args.cores}], "
-          f"median of {args.repeats} after a warm-up", flush=True)
+          f"median of {args.repeats} round-robin rounds after a warm-up", flush=True)
+    all_threads = subprocess.run([sys.executable, os.path.abspath(__file__), "--all-threads-worker", model_path, rows_path,
+                                  "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)], check=True, capture_output=True, text=True, env=quiet)
+    all_threads = json.loads(all_threads.stdout.strip().splitlines()[-1])
 
-    single_1 = run_single_process(args, model_path, rows_path, 1)
-    single_all = run_single_process(args, model_path, rows_path, 0)
-
+    import pyarrow.parquet as pq
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import ArrayType, FloatType
 
+    from sparkml_tf.spark.inference_remote import configure_threads, embed, load_model, make_user_embedding_fn, padded_from_list_array
     from sparkml_tf.testing import local_spark
+
+    # Single process, in this driver: TensorFlow pinned to 1 intra/inter-op thread, like a Spark worker.
+    configure_threads(1)
+    table = pq.read_table(rows_path, columns=["user", "items"]).combine_chunks()
+    padded = padded_from_list_array(table.column("items"))
+    fn = load_model("bench", model_path, threads=1)
+    arrow_batches = table.to_batches(max_chunksize=args.arrow_batch_rows)
+    replay = make_user_embedding_fn("bench", model_path, args.batch_size, threads=1)
 
     spark = local_spark(cores=args.cores, app_name="bench-inference")
     probe = cpu_probe(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
@@ -250,55 +245,55 @@ def main() -> None:
         return predict
 
     udf = predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()), batch_size=args.batch_size, input_tensor_shapes=[[args.max_items]])
-    ours_batch = lambda: arrow_batch_rows(spark, args.arrow_batch_rows)  # noqa: E731
-    default_batch = lambda: arrow_batch_rows(spark, None)  # noqa: E731
-    paths = [  # name, DataFrame, Arrow batch setting
-        ("identity mapInArrow (user, items)", rows.select("user", "items").mapInArrow(identity, "user string, items array<long>"), ours_batch),
-        ("constant vectors, no model", rows.select("user", "items").mapInArrow(make_constant_vectors(args.dim), "user string, vector array<float>"), ours_batch),
-        ("ours, ragged items", embed_users(rows.select("user", "items"), model_path, args.batch_size), ours_batch),
-        ("ours, padded items", embed_users(rows.select("user", rows.padded.alias("items")), model_path, args.batch_size), ours_batch),
-        ("predict_batch_udf, Spark's Arrow batches", rows.select("user", udf("padded").alias("vector")), default_batch),
-        ("predict_batch_udf, our Arrow batches", rows.select("user", udf("padded").alias("vector")), ours_batch),
-    ]
-    results = {}
-    for name, df, batching in paths:
-        def action(df=df, batching=batching):
-            with batching():
+
+    def noop(df, rows_per_batch):
+        def action():
+            with arrow_batch_rows(spark, rows_per_batch):
                 df.write.format("noop").mode("overwrite").save()
 
-        seconds, cpu = timed(action, args.repeats, probe)
-        results[name] = (args.users / seconds, cpu)
-        print(f"  {name}: {args.users / seconds:,.0f} users/s", flush=True)
+        return action
+
+    spark_paths = {
+        "identity mapInArrow (user, items)": noop(rows.select("user", "items").mapInArrow(identity, "user string, items array<long>"), args.arrow_batch_rows),
+        "constant vectors, no model": noop(rows.select("user", "items").mapInArrow(make_constant_vectors(args.dim), "user string, vector array<float>"), args.arrow_batch_rows),
+        "ours, ragged items": noop(embed_users(rows.select("user", "items"), model_path, args.batch_size, cache_key="bench"), args.arrow_batch_rows),
+        "ours, padded items": noop(embed_users(rows.select("user", rows.padded.alias("items")), model_path, args.batch_size, cache_key="bench"), args.arrow_batch_rows),
+        "predict_batch_udf, Spark's Arrow batches": noop(rows.select("user", udf("padded").alias("vector")), None),
+        "predict_batch_udf, our Arrow batches": noop(rows.select("user", udf("padded").alias("vector")), args.arrow_batch_rows),
+    }
+    actions = {
+        "single process, TF 1 thread": lambda: embed(fn, padded, args.batch_size),
+        "single process, our mapInArrow fn replayed": lambda: sum(b.num_rows for b in replay(iter(arrow_batches))),
+        **spark_paths,
+    }
+    results = measure(actions, args.repeats, probe)
     spark.stop()
 
-    def line(name, rate, cpu=None, note=""):
-        share = ""
-        if cpu:
-            users_s = args.users / rate
-            share = f"{cpu['jvm']:5.2f} {cpu['python']:6.2f} {(cpu['jvm'] + cpu['python']) / users_s:5.2f}"
-        print(f"{name:<44} {rate:>11,.0f}  {share:<19} {note}")
+    def line(name, seconds, cpu_s, detail=""):
+        print(f"{name:<56} {args.users / seconds:>10,.0f} {args.users / cpu_s:>12,.0f}  {detail}")
 
     print()
-    print(f"{'path':<44} {'users/s':>11}  {'cpu-s: jvm python cores':<19}")
-    line("single process, TF 1 thread", single_1["model_rate"], note="model on in-memory padded batches")
-    line("single process, TF default threads", single_all["model_rate"], note=f"(intra-op pool {single_all['tf_intra_op'] or 'auto'})")
-    line("single process, our mapInArrow fn replayed", single_1["replay_rate"], note="1 thread, in-memory Arrow batches")
-    for name, (rate, cpu) in results.items():
-        line(f"local[{args.cores}] {name}", rate, cpu)
-    ours = results["ours, ragged items"][0]
-    ours_padded = results["ours, padded items"][0]
-    theirs = max(results["predict_batch_udf, Spark's Arrow batches"][0], results["predict_batch_udf, our Arrow batches"][0])
-    ceiling = results["identity mapInArrow (user, items)"][0]
-    no_model = results["constant vectors, no model"][0]
-    per_core = lambda rate: rate / (args.cores * single_1["model_rate"])  # noqa: E731
+    print(f"{'path (median)':<56} {'users/s':>10} {'users/cpu-s':>12}  CPU-s per run")
+    for name in ("single process, TF 1 thread", "single process, our mapInArrow fn replayed"):
+        seconds, cpu = results[name]
+        line(name, seconds, cpu["driver"], f"{cpu['driver']:.2f}")
+    line(f"single process, TF default threads (pool {all_threads['intra_op'] or 'auto'})", args.users / all_threads["rate"], all_threads["cpu"], f"{all_threads['cpu']:.2f}")
+    for name in spark_paths:
+        seconds, cpu = results[name]
+        line(f"local[{args.cores}] {name}", seconds, cpu["jvm"] + cpu["python"], f"jvm {cpu['jvm']:.2f} + python {cpu['python']:.2f} ({(cpu['jvm'] + cpu['python']) / seconds:.2f} cores busy)")
+
+    rate = lambda name: args.users / results[name][0]  # noqa: E731
+    per_cpu = lambda name: args.users / (results[name][1]["jvm"] + results[name][1]["python"])  # noqa: E731
+    single, single_per_cpu = rate("single process, TF 1 thread"), args.users / results["single process, TF 1 thread"][1]["driver"]
+    theirs = max(("predict_batch_udf, Spark's Arrow batches", "predict_batch_udf, our Arrow batches"), key=rate)
     print()
-    print(f"ours (ragged) / predict_batch_udf (best):   {ours / theirs:5.2f}   goal >= 1.0")
-    print(f"ours (padded) / predict_batch_udf (best):   {ours_padded / theirs:5.2f}")
-    print(f"per-core, ours (ragged):                    {per_core(ours):5.2f}   = {ours:,.0f} / ({args.cores} x {single_1['model_rate']:,.0f}); goal >= 0.8")
-    print(f"per-core, predict_batch_udf (best):         {per_core(theirs):5.2f}")
-    print(f"per-core, constant vectors (no model):      {per_core(no_model):5.2f}   <- the bound for any model path with this output")
-    print(f"per-core, identity mapInArrow:              {per_core(ceiling):5.2f}")
-    print(f"ours / single process, TF default threads:  {ours / single_all['model_rate']:5.2f}")
+    print(f"ours (ragged) / predict_batch_udf (best):  {rate('ours, ragged items') / rate(theirs):5.2f}   goal >= 1.0")
+    print(f"ours (padded) / predict_batch_udf (best):  {rate('ours, padded items') / rate(theirs):5.2f}")
+    print(f"per-core ratio = rate / ({args.cores} x {single:,.0f}, the single process with TF on 1 thread); goal >= 0.8 for ours.")
+    print("  (per CPU-second: users per CPU-second of JVM + Python workers / users per CPU-second of the single process)")
+    for name in ("ours, ragged items", "ours, padded items", theirs, "constant vectors, no model", "identity mapInArrow (user, items)"):
+        print(f"  {name:<44} {rate(name) / (args.cores * single):5.2f}   per CPU-second: {per_cpu(name) / single_per_cpu:5.2f}")
+    print(f"ours (ragged) / single process, TF default threads: {rate('ours, ragged items') / all_threads['rate']:5.2f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from sparkml_tf.jobs.outputs import atomic_output, is_complete
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation_input", "validation_target", "test_input", "test_target")
-ARROW_BATCH_ROWS = 50_000  # rows per Arrow batch in the inference stage (Spark's default: 10,000)
+ARROW_BATCH_ROWS = 25_000  # rows per Arrow batch in the inference stage (Spark's default: 10,000)
 _ARROW_BATCH_KEY = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
@@ -111,10 +111,14 @@ class Predict(Job):
         return {"output_dir": self.output_dir, "num_users": num_users, "model_path": model_path}
 
 
-def embed_users(users, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items"):
-    """``users`` (key_col, items_col array<long>) -> (key_col, vector array<float>) via mapInArrow."""
+def embed_users(users, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", cache_key: Optional[str] = None):
+    """``users`` (key_col, items_col array<long>) -> (key_col, vector array<float>) via mapInArrow.
+
+    ``cache_key``: the workers' model-cache key (default: fresh per call, so a model re-exported to
+    the same path is reloaded). A worker keeps one model per path, so DataFrames of one model run
+    alternately should share a key, or each run reloads it."""
     from sparkml_tf.spark.inference_remote import make_user_embedding_fn
 
     # Plain values only cross to executors; a fresh key per call keeps worker caches honest.
-    fn = make_user_embedding_fn(uuid.uuid4().hex, str(model_path), int(batch_size), key_col, items_col, "vector")
+    fn = make_user_embedding_fn(cache_key or uuid.uuid4().hex, str(model_path), int(batch_size), key_col, items_col, "vector")
     return users.select(key_col, items_col).mapInArrow(fn, f"{key_col} string, vector array<float>")

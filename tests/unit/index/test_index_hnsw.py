@@ -43,6 +43,27 @@ def test_scores_are_exact_with_or_without_norm_augmentation(augment):
     np.testing.assert_allclose(scores, truth_scores, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("space", ["l2", "cosine"])
+def test_augmented_l2_and_cosine_spaces_give_exact_scores_and_round_trip(space, tmp_path):
+    ids, vectors, biases = _items(n=100)
+    queries = np.random.default_rng(5).normal(size=(3, 8)).astype(np.float32)
+    index = HnswIndex.build(vectors, biases, ids=ids, augment=True, space=space, ef=200)
+    found, scores = index.query(queries, 100)
+    truth, truth_scores = exact_search(vectors, biases, queries, 100, ids=ids)
+    np.testing.assert_array_equal(found, truth)
+    np.testing.assert_allclose(scores, truth_scores, rtol=1e-4, atol=1e-3)
+    index.save(str(tmp_path / space))
+    loaded = HnswIndex.load(str(tmp_path / space))
+    assert loaded.params["space"] == space
+    np.testing.assert_allclose(loaded.query(queries, 100)[1], scores)
+
+
+def test_l2_space_needs_augmentation():
+    _, vectors, biases = _items(n=20)
+    with pytest.raises(ValueError):
+        HnswIndex.build(vectors, biases, augment=False, space="l2")
+
+
 def test_save_load_round_trip(tmp_path):
     ids, vectors, biases = _items()
     items = np.array([f"item-{i}" for i in ids], dtype=object)

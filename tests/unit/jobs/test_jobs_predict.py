@@ -53,6 +53,65 @@ def test_padded_from_list_array_uses_offsets_of_slices_and_nulls():
     assert back.to_pylist() == [[0, 1], [2, 3], [4, 5]]
 
 
+def test_embed_buckets_by_length_and_keeps_row_order(tmp_path):
+    """Rows are sorted by length into model calls trimmed to their own width; results come back in
+    input order and equal the unbucketed model output, from a padded matrix or from list offsets."""
+    import tensorflow as tf
+
+    from sparkml_tf.spark.inference_remote import embed, embed_lists, list_offsets_values, load_model, padded_from_list_array, used_lengths
+
+    table = np.random.default_rng(0).normal(size=(NUM_ITEMS, DIM)).astype(np.float32)
+    fn = load_model("bucket", save_average_model(tmp_path / "export", table))
+    widths = []
+    recording = lambda items: widths.append(items.shape[1]) or fn(items=items)  # noqa: E731
+    lists = [[1, 2, 3, 4, 5], [6], [], [7, 8], [9, 10, 11], [0], [3, 3, 3, 3]]
+    array = pa.array(lists + [None], pa.list_(pa.int64()))
+    padded = padded_from_list_array(array)
+    assert used_lengths(padded).tolist() == [5, 1, 0, 2, 3, 1, 4, 0]
+    expected = fn(items=tf.constant(padded))["user_embedding"].numpy()
+    got = embed(recording, padded, batch_size=3)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert widths == [1, 3, 5]  # lengths sorted 0 0 1 | 1 2 3 | 4 5
+    widths.clear()
+    np.testing.assert_allclose(embed_lists(recording, *list_offsets_values(array), batch_size=3), expected, rtol=1e-6)
+    assert widths == [1, 3, 5]
+    sliced = array.slice(3, 4)  # offsets of a slice start past 0
+    np.testing.assert_allclose(embed_lists(fn, *list_offsets_values(sliced), batch_size=2), expected[3:7], rtol=1e-6)
+    # explicit -1 pads inside the lists (a padded column) are trimmed like a padded matrix
+    widths.clear()
+    padded_lists = pa.array([row + [-1] * (5 - len(row)) for row in lists], pa.list_(pa.int64()))
+    np.testing.assert_allclose(embed_lists(recording, *list_offsets_values(padded_lists), batch_size=3), expected[:7], rtol=1e-6)
+    assert widths == [1, 4, 5]  # lengths sorted 0 1 1 | 2 3 4 | 5
+    assert embed(fn, np.zeros((0, 0), np.int64), 4).shape[0] == 0
+
+
+def test_freeze_heap_moves_live_objects_out_of_collections():
+    import gc
+
+    from sparkml_tf.spark.inference_remote import freeze_heap
+
+    try:
+        freeze_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.spark
+def test_arrow_batch_rows_is_restored(spark):
+    from sparkml_tf.jobs.predict import arrow_batch_rows
+
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    with arrow_batch_rows(spark, 1234):
+        assert spark.conf.get(key) == "1234"
+    assert spark.conf.get(key) == before
+    with pytest.raises(ValueError):
+        with arrow_batch_rows(spark, 77):
+            raise ValueError
+    assert spark.conf.get(key) == before
+
+
 def test_signature_is_checked(tmp_path):
     from sparkml_tf.spark.inference_remote import latest_version, load_model
 
@@ -103,6 +162,9 @@ def test_items_are_ordered_by_timestamp(spark, tmp_path):
 def test_bad_arguments_raise_with_paths():
     from sparkml_tf.jobs.predict import Predict
 
+    with pytest.raises(DataError) as e:
+        Predict("d", "e", "o", arrow_batch_rows=0)
+    assert e.value.path == "arrow_batch_rows"
     with pytest.raises(DataError) as e:
         Predict("d", "e", "o", split="tests")
     assert e.value.code == "PREDICT_UNKNOWN_SPLIT" and e.value.path == "split"
