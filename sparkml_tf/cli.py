@@ -130,6 +130,8 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "fro
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ INFO lines drown the pipeline's own progress; local executors inherit this.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return COMMANDS[args.command](args)

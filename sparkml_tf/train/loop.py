@@ -157,7 +157,10 @@ def make_train_dataset(raw_items, preprocess: Callable, batch_size: int, shuffle
     """Per-user ``items`` -> shuffled, repeated, padded batches of training examples (-1 pads)."""
     import tensorflow as tf
 
-    ds = raw_items.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    # repeat before shuffle: the buffer stays full across epoch boundaries instead of draining and
+    # refilling (a stall while shuffle_buffer records are read and decoded, with no training).
+    # Epochs are counted in steps anyway, so their edges need not be exact.
+    ds = raw_items.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     spec = ds.element_spec
     ds = ds.padded_batch(batch_size, padding_values={key: tf.constant(-1, spec[key].dtype) for key in spec}, drop_remainder=True)

@@ -28,3 +28,14 @@ def test_session_sets_pyspark_python(spark):
 
     assert os.environ["PYSPARK_PYTHON"] == sys.executable
     assert spark.sparkContext.master == "local[2]"
+
+
+def test_missing_java_says_how_to_fix(monkeypatch, tmp_path):
+    from sparkml_tf.spark import check_java
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SparkmlTfError) as info:
+        check_java()
+    assert info.value.code == "SPARK_JAVA_MISSING"
+    assert "openjdk-17" in info.value.message
