@@ -63,7 +63,7 @@ def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, n
             embeddings_dir,
         )
     if table.num_rows == 0:
-        raise DataError("DATA_EMPTY", "no item embeddings to index; check that ExportEmbeddings wrote rows", embeddings_dir)
+        raise DataError("DATA_EMPTY", "no item embeddings to index; check that the train job wrote its item embeddings here", embeddings_dir)
     vector = table.column("vector").combine_chunks()
     lengths = pc.list_value_length(vector).to_numpy(zero_copy_only=False)
     dim = int(lengths[0])
