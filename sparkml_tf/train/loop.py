@@ -116,12 +116,10 @@ def read_validation(files: List[str]):
 
 
 def _pad(rows: List[List[int]]):
-    import numpy as np
+    """-1 padded int64 matrix, at least one column wide (a batch of users without any input is still a batch)."""
+    from sparkml_tf.metrics.ranking import pad_lists
 
-    out = np.full((len(rows), max([len(r) for r in rows] + [1])), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = r
-    return out
+    return pad_lists(rows, max([len(r) for r in rows] + [1]))
 
 
 def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> float:
@@ -129,13 +127,14 @@ def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> f
     import numpy as np
     import tensorflow as tf
 
+    from sparkml_tf.metrics.ranking import batch_metrics
+
     if len(inputs) == 0:
         return float("nan")
     items = net.item_embeddings()
     biases = net.item_biases()
     num_items = int(items.shape[0])
     k = min(k, num_items)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
     total = 0.0
     for start in range(0, len(inputs), batch_size):
         x = tf.constant(inputs[start : start + batch_size])
@@ -145,11 +144,7 @@ def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> f
         seen = tf.stack([where[:, 0], tf.gather_nd(x, where)], axis=1)
         scores = tf.tensor_scatter_nd_update(scores, seen, tf.fill([tf.shape(seen)[0]], -np.inf))
         top = tf.math.top_k(scores, k=k).indices.numpy()
-        hits = (top[:, :, None] == t[:, None, :]).any(axis=2)  # [b, k]
-        dcg = (hits * discounts).sum(axis=1)
-        counts = np.minimum((t >= 0).sum(axis=1), k)
-        idcg = np.cumsum(discounts)[counts - 1]
-        total += float((dcg / idcg).sum())
+        total += float(np.sum(batch_metrics(top, t, [k])[f"ndcg@{k}"]))  # the evaluator's definition, shared
     return total / len(inputs)
 
 
