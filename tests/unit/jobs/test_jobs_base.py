@@ -2,7 +2,7 @@ import pytest
 
 from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.jobs import Job, Pipeline, RunContext
-from sparkml_tf.tracking import Tracker
+from sparkml_tf.testing import RecordingTracker
 
 
 class Record(Job):
@@ -14,20 +14,6 @@ class Record(Job):
         return {"n": len(self.log)}
 
 
-class SpyTracker(Tracker):
-    def __init__(self):
-        self.events = []
-
-    def start(self, run_name, tags=None):
-        self.events.append(("start", run_name, tags["sparkml_tf.jobs"]))
-
-    def end(self, status="FINISHED"):
-        self.events.append(("end", status))
-
-    def log_metrics(self, metrics, step=None):
-        self.events.append(("metrics", sorted(metrics)))
-
-
 def test_runs_jobs_and_callables_in_order():
     log = []
 
@@ -37,13 +23,13 @@ def test_runs_jobs_and_callables_in_order():
     def with_ctx(ctx):
         log.append(("with_ctx", ctx.force))
 
-    tracker = SpyTracker()
+    tracker = RecordingTracker()
     results = Pipeline([Record("a", log), plain, with_ctx, Record("b", log)], name="p", tracking=tracker).run(force=True)
     assert log == [("a", True), ("plain", None), ("with_ctx", True), ("b", True)]
     assert results["b"] == {"n": 4}
-    assert tracker.events[0] == ("start", "p", "a,plain,with_ctx,b")
-    assert tracker.events[-1] == ("end", "FINISHED")
-    assert ("metrics", ["time_s.a"]) in tracker.events
+    assert tracker.calls[0] == ("start", "p", {"sparkml_tf.pipeline": "p", "sparkml_tf.jobs": "a,plain,with_ctx,b"})
+    assert tracker.calls[-1] == ("end", "FINISHED")
+    assert "time_s.a" in tracker.metrics
 
 
 def test_only_runs_the_named_jobs():
@@ -65,10 +51,10 @@ def test_failure_ends_the_run_as_failed_and_propagates():
         def run(self, ctx):
             raise RuntimeError("no")
 
-    tracker = SpyTracker()
+    tracker = RecordingTracker()
     with pytest.raises(RuntimeError):
         Pipeline([Boom()], tracking=tracker).run()
-    assert tracker.events[-1] == ("end", "FAILED")
+    assert tracker.calls[-1] == ("end", "FAILED")
 
 
 def test_duplicate_names_are_refused():

@@ -10,30 +10,18 @@ import pytest
 from sparkml_tf.errors import DataError
 from sparkml_tf.jobs.base import RunContext
 from sparkml_tf.jobs.dataset import BuildDataset, load_stats
-from sparkml_tf.tracking.base import Tracker
+from sparkml_tf.testing import RecordingTracker
 
 GENERATOR = {"num_users": 100, "num_items": 60, "ratings_per_user": 20, "min_ratings_per_user": 6}
 
 
-class Recorder(Tracker):
-    def __init__(self):
-        self.metrics, self.params, self.dicts = {}, {}, {}
-
-    def log_metrics(self, metrics, step=None):
-        self.metrics.update(metrics)
-
-    def log_params(self, params):
-        self.params.update(params)
-
-    def log_dict(self, data, artifact_file):
-        self.dicts[artifact_file] = data
 
 
 @pytest.fixture(scope="module")
 def built(spark, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run") / "dataset")
     job = BuildDataset(out, generator=GENERATOR, heldout_users=10, num_shards=3, seed=1)
-    tracker = Recorder()
+    tracker = RecordingTracker()
     stats = job.run(RunContext(tracker=tracker, _spark=spark))
     return job, out, stats, tracker
 

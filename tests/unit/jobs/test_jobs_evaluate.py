@@ -7,23 +7,11 @@ import pytest
 
 from sparkml_tf.errors import DataError
 from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.tracking.base import Tracker
+from sparkml_tf.testing import RecordingTracker
 
 NUM_ITEMS, DIM = 30, 4
 
 
-class Recorder(Tracker):
-    def __init__(self):
-        self.metrics, self.figures, self.artifacts = {}, [], []
-
-    def log_metrics(self, metrics, step=None):
-        self.metrics.update(metrics)
-
-    def log_artifact(self, local_path, artifact_path=None):
-        self.artifacts.append(local_path)
-
-    def log_figure(self, figure, artifact_file):
-        self.figures.append(artifact_file)
 
 
 def _dataset(root, rng):
@@ -60,7 +48,7 @@ def evaluated(spark, tmp_path_factory):
     save_average_model(tmp / "export", table)
     (tmp / "emb").mkdir()
     pq.write_table(pa.table({"id": pa.array(range(NUM_ITEMS), pa.int64()), "item": [f"i{n}" for n in range(NUM_ITEMS)], "vector": pa.array(list(table), pa.list_(pa.float32())), "bias": pa.array(biases)}), tmp / "emb" / "p.parquet")
-    ctx = RunContext(_spark=spark, tracker=Recorder())
+    ctx = RunContext(_spark=spark, tracker=RecordingTracker())
     Predict(str(tmp / "data"), str(tmp / "export"), str(tmp / "users")).run(ctx)
     BuildIndex(str(tmp / "emb"), str(tmp / "index")).run(ctx)
     job = Evaluate(str(tmp / "data"), str(tmp / "users"), str(tmp / "index"), str(tmp / "emb"), str(tmp / "out" / "metrics.json"), ks=[5, 10], ease_lambda=10.0)
@@ -118,7 +106,7 @@ def test_output_file_tracking_and_skip(evaluated):
     assert [p.name for p in (tmp / "out").iterdir()] == ["metrics.json"]  # no temp file left
     assert tracker.figures == ["plots/recall_at_k.png"]
     assert tracker.metrics["recall@10"] == metrics["recall@10"] and str(tmp / "out" / "metrics.json") in tracker.artifacts
-    again = evaluated["job"].run(RunContext(_spark=evaluated["spark"], tracker=Recorder()))
+    again = evaluated["job"].run(RunContext(_spark=evaluated["spark"], tracker=RecordingTracker()))
     assert again == metrics
 
 

@@ -9,21 +9,9 @@ import pytest
 from sparkml_tf.errors import DataError
 from sparkml_tf.jobs.base import RunContext
 from sparkml_tf.jobs.outputs import MARKER
-from sparkml_tf.tracking.base import Tracker
+from sparkml_tf.testing import RecordingTracker
 
 
-class Recorder(Tracker):
-    def __init__(self):
-        self.calls = []
-
-    def log_params(self, params):
-        self.calls.append(("params", params))
-
-    def log_metrics(self, metrics, step=None):
-        self.calls.append(("metrics", metrics))
-
-    def log_artifact(self, local_path, artifact_path=None):
-        self.calls.append(("artifact", local_path, artifact_path))
 
 
 def write_embeddings(path, n=40, d=6, seed=0):
@@ -55,7 +43,7 @@ def test_build_index_writes_logs_and_skips(tmp_path):
 
     vectors, biases = write_embeddings(tmp_path / "emb")
     out = tmp_path / "index"
-    tracker = Recorder()
+    tracker = RecordingTracker()
     job = BuildIndex(str(tmp_path / "emb"), str(out), M=8, ef_construction=64, ef=64, num_threads=1)
     result = job.run(RunContext(tracker=tracker))
     assert result["count"] == 40 and (out / MARKER).exists()

@@ -152,30 +152,14 @@ def test_build_spec_and_missing_data(tmp_path):
 def test_train_job_local_logs_to_tracker(dataset, tmp_path):
     from sparkml_tf.jobs.base import RunContext
     from sparkml_tf.jobs.train import Train
-    from sparkml_tf.tracking.base import Tracker
-
-    class Recorder(Tracker):
-        def __init__(self):
-            self.calls = []
-
-        def log_params(self, params):
-            self.calls.append(("params", params))
-
-        def log_metrics(self, metrics, step=None):
-            self.calls.append(("metrics", metrics, step))
-
-        def log_artifact(self, local_path, artifact_path=None):
-            self.calls.append(("artifact", local_path, artifact_path))
-
-        def log_figure(self, figure, artifact_file):
-            self.calls.append(("figure", artifact_file))
+    from sparkml_tf.testing import RecordingTracker
 
     s = settings_for(dataset, tmp_path, epochs=2)
     job = Train(s["dataset_dir"], s["export_dir"], s["embeddings_dir"], s["checkpoint_dir"], model=AVERAGE, loss=s["loss"], launcher="local", epochs=2, batch_size=32)
-    tracker = Recorder()
+    tracker = RecordingTracker()
     summary = job.run(RunContext(tracker=tracker))
     kinds = [c[0] for c in tracker.calls]
     assert kinds.count("params") == 1 and ("figure", "plots/training_curves.png") in tracker.calls
     assert ("artifact", summary["export_path"], "model") in tracker.calls
     assert [c[2] for c in tracker.calls if c[0] == "metrics" and "val_ndcg@100" in c[1]] == [0, 1]
-    assert job.run(RunContext(tracker=Recorder()))["skipped"] is True
+    assert job.run(RunContext(tracker=RecordingTracker()))["skipped"] is True

@@ -1,0 +1,46 @@
+"""A tracker that records what jobs log, for tests of jobs (ours and users')."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from sparkml_tf.tracking.base import Tracker
+
+
+class RecordingTracker(Tracker):
+    """Every call in ``calls`` as a tuple, in order; merged views in ``metrics``, ``params``,
+    ``dicts``, ``artifacts`` (local paths) and ``figures`` (artifact file names)."""
+
+    def __init__(self):
+        self.calls: List[tuple] = []
+        self.metrics: Dict[str, float] = {}
+        self.params: Dict[str, Any] = {}
+        self.dicts: Dict[str, Any] = {}
+        self.artifacts: List[str] = []
+        self.figures: List[str] = []
+
+    def start(self, run_name: str, tags: Optional[Dict[str, str]] = None) -> None:
+        self.calls.append(("start", run_name, dict(tags or {})))
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.calls.append(("end", status))
+
+    def log_params(self, params: Dict[str, Any]) -> None:
+        self.calls.append(("params", params))
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
+        self.calls.append(("metrics", metrics, step))
+        self.metrics.update(metrics)
+
+    def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
+        self.calls.append(("artifact", local_path, artifact_path))
+        self.artifacts.append(local_path)
+
+    def log_dict(self, data: Any, artifact_file: str) -> None:
+        self.calls.append(("dict", artifact_file))
+        self.dicts[artifact_file] = data
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.calls.append(("figure", artifact_file))
+        self.figures.append(artifact_file)
