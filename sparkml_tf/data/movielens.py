@@ -40,8 +40,6 @@ def read_ratings(spark, path: str, format: str = "movielens-csv"):
     columns do not parse as that format (usually: the wrong format or the wrong file).
     """
     check_format(format)
-    from pyspark.sql import functions as F
-
     sep, header, raw, what = FORMATS[format]
     # Read as strings first: a typed schema would turn a wrong layout into silent nulls.
     frame = spark.read.csv(path, sep=sep, header=header, inferSchema=False, mode="PERMISSIVE")

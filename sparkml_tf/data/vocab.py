@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-from typing import Tuple
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.filesystems import resolve
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,14 +45,6 @@ def _number(frame):
     return frame[["item", "id", "count"]]
 
 
-def _fs(path: str) -> Tuple[object, str]:
-    from pyarrow import fs
-
-    if "://" in path:
-        return fs.FileSystem.from_uri(path)
-    return fs.LocalFileSystem(), os.path.abspath(path)
-
-
 def write_vocab(vocab, directory: str) -> None:
     """Write ``items.parquet`` and ``items.txt`` under ``directory`` (created if missing)."""
     import pyarrow as pa
@@ -62,7 +53,7 @@ def write_vocab(vocab, directory: str) -> None:
     bad = [item for item in vocab["item"] if "\n" in item or "\r" in item]
     if bad:
         raise DataError("DATA_BAD_ROWS", f"item ids may not contain line breaks (items.txt is one per line), found {bad[0]!r}; clean the item column", directory)
-    filesystem, base = _fs(directory)
+    filesystem, base = resolve(directory)
     filesystem.create_dir(base, recursive=True)
     table = pa.Table.from_pandas(vocab[["item", "id", "count"]], preserve_index=False).cast(
         pa.schema([("item", pa.string()), ("id", pa.int64()), ("count", pa.int64())])
@@ -78,7 +69,7 @@ def load_vocab(directory: str):
     """Read ``items.parquet`` from ``directory``: a pandas DataFrame ``item, id, count`` sorted by id."""
     import pyarrow.parquet as pq
 
-    filesystem, base = _fs(directory)
+    filesystem, base = resolve(directory)
     path = f"{base}/{PARQUET}"
     try:
         table = pq.read_table(path, filesystem=filesystem)
@@ -89,6 +80,6 @@ def load_vocab(directory: str):
 
 def load_vocab_text(directory: str):
     """Read ``items.txt``: the list of items, index = id."""
-    filesystem, base = _fs(directory)
+    filesystem, base = resolve(directory)
     with filesystem.open_input_stream(f"{base}/{TEXT}") as f:
         return io.TextIOWrapper(io.BytesIO(f.read()), encoding="utf-8").read().splitlines()

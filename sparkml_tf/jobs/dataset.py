@@ -16,9 +16,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 from typing import Any, Dict, Optional
 
+from sparkml_tf.errors import DataError
+from sparkml_tf.filesystems import read_json, write_text
 from sparkml_tf.jobs.base import Job, RunContext
 from sparkml_tf.jobs.outputs import atomic_output, is_complete
 
@@ -141,7 +142,7 @@ class BuildDataset(Job):
                 "counts": split.counts,
                 "params": self.params(),
             }
-            _write_text(f"{tmp}/{STATS}", json.dumps(stats, indent=2, sort_keys=True))
+            write_text(f"{tmp}/{STATS}", json.dumps(stats, indent=2, sort_keys=True))
         metrics = {f"{self.name}.{k}": float(v) for k, v in split.counts.items()}
         metrics.update({f"{self.name}.num_items": stats["num_items"], f"{self.name}.num_train_examples": stats["num_train_examples"]})
         ctx.tracker.log_metrics(metrics)
@@ -170,8 +171,6 @@ class BuildDataset(Job):
         written = frame.mapInPandas(shard_writer(directory, ("user",), list_fields), RESULT_SCHEMA).collect()
         shards = sorted(int(r["shard"]) for r in written)
         if shards != list(range(self.num_shards)):
-            from sparkml_tf.errors import DataError
-
             raise DataError(
                 "DATA_SHARDS_MISSING",
                 f"expected shards 0..{self.num_shards - 1} but Spark wrote {shards}; check that adaptive execution does not "
@@ -206,23 +205,10 @@ def user_examples(interactions, ids) -> Dict[str, Any]:
 
 def load_stats(output_dir: str) -> Dict[str, Any]:
     """The ``stats.json`` of a built dataset (``num_items``, ``num_train_examples``, ...)."""
-    filesystem, base = _fs(output_dir)
-    with filesystem.open_input_stream(f"{base}/{STATS}") as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def _write_text(path: str, text: str) -> None:
-    filesystem, local = _fs(path)
-    with filesystem.open_output_stream(local) as f:
-        f.write(text.encode("utf-8"))
-
-
-def _fs(path: str):
-    from pyarrow import fs
-
-    if "://" in path:
-        return fs.FileSystem.from_uri(path)
-    return fs.LocalFileSystem(), os.path.abspath(path)
+    stats = read_json(f"{output_dir.rstrip('/')}/{STATS}")
+    if stats is None:
+        raise DataError("DATA_MISSING_STATS", f"no {STATS} in the dataset directory; run the dataset job first", output_dir)
+    return stats
 
 
 def _check_generator(generator: Optional[dict]) -> None:

@@ -8,13 +8,13 @@ Protocol (Mult-VAE strong generalization): each held-out user of ``split`` has f
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
 from typing import Any, Dict, List, Sequence
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.filesystems import read_json, write_json
 from sparkml_tf.jobs.base import Job, RunContext
 
 LOGGER = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Evaluate(Job):
         return [f"{m}@{k}" for k in self.ks for m in ("recall", "recall_spark", "ndcg")]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
-        existing = _read_json(self.output_path)
+        existing = read_json(self.output_path)
         if existing is not None and not ctx.force:
             LOGGER.info("%s exists; skipping evaluation (use --force to redo)", self.output_path)
             return existing
@@ -97,7 +97,7 @@ class Evaluate(Job):
             curves.update(baseline_curves)
         finally:
             users.unpersist()
-        _write_json_atomic(self.output_path, metrics)
+        write_json(self.output_path, metrics)
         ctx.tracker.log_params({f"{self.name}.ks": self.ks, f"{self.name}.split": self.split, f"{self.name}.baselines": self.baselines, f"{self.name}.ease_lambda": self.ease_lambda})
         ctx.tracker.log_metrics(metrics)
         if "://" in self.output_path:
@@ -199,44 +199,3 @@ def _recall_plot(curves: Dict[str, Any]):
     axes.legend()
     figure.tight_layout()
     return figure
-
-
-def _filesystem(path: str):
-    from sparkml_tf.jobs.outputs import _fs
-
-    return _fs(path)
-
-
-def _read_json(path: str):
-    from pyarrow import fs
-
-    filesystem, local = _filesystem(path)
-    if filesystem.get_file_info(local).type == fs.FileType.NotFound:
-        return None
-    with filesystem.open_input_stream(local) as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def _write_json_atomic(path: str, data: Dict[str, Any]) -> None:
-    """Write to a temporary sibling and rename, so a reader never sees half a file."""
-    filesystem, final = _filesystem(path)
-    parent, name = final.rsplit("/", 1) if "/" in final else (".", final)
-    filesystem.create_dir(parent, recursive=True)
-    tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with filesystem.open_output_stream(tmp) as f:
-            f.write(json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
-        if "://" not in path:
-            os.replace(tmp, final)
-        else:
-            from pyarrow import fs
-
-            if filesystem.get_file_info(final).type != fs.FileType.NotFound:  # some stores cannot move over a file
-                filesystem.delete_file(final)
-            filesystem.move(tmp, final)
-    except BaseException:
-        try:
-            filesystem.delete_file(tmp)
-        except FileNotFoundError:
-            pass
-        raise

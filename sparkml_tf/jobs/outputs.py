@@ -9,43 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import uuid
-from typing import Iterator, Tuple
+from typing import Iterator
 
 from sparkml_tf.errors import OutputError
+from sparkml_tf.filesystems import delete, exists, resolve
 
 LOGGER = logging.getLogger(__name__)
 MARKER = "_SPARKML_TF_COMPLETE"
 
 
-def _fs(path: str) -> Tuple["object", str]:
-    from pyarrow import fs
-
-    if "://" in path:
-        return fs.FileSystem.from_uri(path)
-    return fs.LocalFileSystem(), os.path.abspath(path)
-
-
-def _exists(filesystem, path: str) -> bool:
-    from pyarrow import fs
-
-    return filesystem.get_file_info(path).type != fs.FileType.NotFound
-
-
-def _delete(filesystem, path: str) -> None:
-    from pyarrow import fs
-
-    info = filesystem.get_file_info(path)
-    if info.type == fs.FileType.Directory:
-        filesystem.delete_dir(path)
-    elif info.type != fs.FileType.NotFound:
-        filesystem.delete_file(path)
-
-
 def is_complete(path: str) -> bool:
-    filesystem, local = _fs(path)
-    return _exists(filesystem, f"{local}/{MARKER}")
+    filesystem, local = resolve(path)
+    return exists(filesystem, f"{local}/{MARKER}")
 
 
 def _join_uri(path: str, local: str) -> str:
@@ -64,8 +40,8 @@ def atomic_output(path: str, force: bool = False) -> Iterator[str]:
     Raises OUTPUT_EXISTS when ``path`` holds something not written by a job here (no marker),
     unless ``force``. Callers check :func:`is_complete` first to skip finished work.
     """
-    filesystem, final = _fs(path)
-    if _exists(filesystem, final) and not force and not _exists(filesystem, f"{final}/{MARKER}"):
+    filesystem, final = resolve(path)
+    if exists(filesystem, final) and not force and not exists(filesystem, f"{final}/{MARKER}"):
         raise OutputError(
             "OUTPUT_EXISTS",
             "the output path exists but was not written to completion by sparkml_tf (no "
@@ -82,9 +58,9 @@ def atomic_output(path: str, force: bool = False) -> Iterator[str]:
         filesystem.create_dir(tmp, recursive=True)  # a writer may have produced nothing
         with filesystem.open_output_stream(f"{tmp}/{MARKER}") as f:
             f.write(b"")
-        _delete(filesystem, final)
+        delete(filesystem, final)
         filesystem.move(tmp, final)
     except BaseException:
-        _delete(filesystem, tmp)
+        delete(filesystem, tmp)
         raise
     LOGGER.info("wrote %s", path)

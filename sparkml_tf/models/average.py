@@ -11,7 +11,7 @@ with ``input_keep_prob``, at least one), the rest the positives (at most ``max_p
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 
 class AverageModel:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import traceback
 import uuid
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 from sparkml_tf.errors import DistributedError
 

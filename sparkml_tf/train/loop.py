@@ -102,7 +102,6 @@ def parse_train(record):
 
 def read_validation(files: List[str]):
     """All validation users in memory: padded ``inputs`` and ``targets`` (int64, -1 pads)."""
-    import numpy as np
     import tensorflow as tf
 
     spec = {"inputs": tf.io.VarLenFeature(tf.int64), "targets": tf.io.VarLenFeature(tf.int64)}
