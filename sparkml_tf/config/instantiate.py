@@ -38,9 +38,9 @@ def build(node: Any, references: Dict[str, Any] = None, roots: Tuple[str, ...] =
     try:
         return target(*args, **kwargs)
     except SparkmlTfError as e:
-        if not e.path:
-            e.path = path
-            e.args = (e.format(),)
-        raise
+        # A constructor refusing a value is a config error (exit 2, before anything runs): keep its
+        # code and message, and point at the key in the config.
+        where = f"{path}.{e.path}" if e.path in node else path
+        raise ConfigError(e.code, e.message, where) from e
     except Exception as e:
         raise ConfigError("CONFIG_BUILD_FAILED", f"building {node['type']} raised {type(e).__name__}: {e}", path) from e

@@ -21,3 +21,9 @@ def explode(value: int):
 
 
 NOT_CALLABLE = 3
+
+
+def refuse(mode: str):
+    from sparkml_tf.errors import SparkmlTfError
+
+    raise SparkmlTfError("SOME_BAD_VALUE", "mode must be 'even'", "mode")

@@ -52,3 +52,10 @@ def test_parsing_has_no_side_effects(tmp_path, monkeypatch):
     tracker = resolve(config).build()
     assert tracker.run_id is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_value_refused_by_a_constructor_is_a_config_error_at_its_key():
+    with pytest.raises(ConfigError) as info:
+        build({"jobs": [{"type": f"{T}.refuse", "mode": "odd"}]})
+    assert (info.value.code, info.value.path) == ("SOME_BAD_VALUE", "jobs[0].mode")
+    assert info.value.message == "mode must be 'even'"
