@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from sparkml_tf.errors import DataError
 
@@ -74,19 +74,9 @@ def _bytes_spec(kind: str):
 
 
 @contextlib.contextmanager
-def open_examples(
-    directory: str,
-    kind: str = "train",
-    cur_shard: Optional[int] = None,
-    shard_count: Optional[int] = None,
-    num_epochs: Optional[int] = 1,
-    shuffle: bool = True,
-    seed: Optional[int] = None,
-    reader_pool_type: str = "thread",
-    workers_count: int = 2,
-) -> Iterator:
-    """As :func:`read_examples`, as a context manager that stops Petastorm's reader on exit."""
-    dataset, reader = _make(directory, kind, cur_shard, shard_count, num_epochs, shuffle, seed, reader_pool_type, workers_count)
+def open_examples(directory: str, kind: str = "train", **options: Any) -> Iterator:
+    """As :func:`read_examples` (same options), as a context manager that stops Petastorm's reader on exit."""
+    dataset, reader = _make(directory, kind, **options)
     try:
         yield dataset
     finally:
@@ -118,7 +108,7 @@ def read_examples(
     return dataset
 
 
-def _make(directory, kind, cur_shard, shard_count, num_epochs, shuffle, seed, reader_pool_type, workers_count):
+def _make(directory, kind, cur_shard=None, shard_count=None, num_epochs=1, shuffle=True, seed=None, reader_pool_type="thread", workers_count=2):
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if (cur_shard is None) != (shard_count is None):

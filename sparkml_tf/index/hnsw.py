@@ -31,6 +31,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.filesystems import resolve
 
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.parquet"
@@ -50,7 +51,7 @@ def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, n
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    filesystem, path = _filesystem(embeddings_dir)
+    filesystem, path = resolve(embeddings_dir)
     try:
         table = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True).to_table()
     except (FileNotFoundError, OSError) as e:
@@ -275,14 +276,6 @@ def load_cached(directory: str, cache_key: str) -> HnswIndex:
 # ---- local copies of remote directories --------------------------------------------------
 
 
-def _filesystem(uri: str):
-    from pyarrow import fs
-
-    if "://" in uri:
-        return fs.FileSystem.from_uri(uri)
-    return fs.LocalFileSystem(), os.path.abspath(uri)
-
-
 class _local_dir_for_read:
     def __init__(self, directory: str):
         self.directory = directory
@@ -294,7 +287,7 @@ class _local_dir_for_read:
         from pyarrow import fs
 
         self.tmp = tempfile.mkdtemp(prefix="sparkml-tf-index-")
-        filesystem, path = _filesystem(self.directory)
+        filesystem, path = resolve(self.directory)
         fs.copy_files(path, self.tmp, source_filesystem=filesystem, destination_filesystem=fs.LocalFileSystem())
         return self.tmp
 
@@ -317,7 +310,7 @@ class _local_dir_for_write(_local_dir_for_read):
             if self.tmp and exc_type is None:
                 from pyarrow import fs
 
-                filesystem, path = _filesystem(self.directory)
+                filesystem, path = resolve(self.directory)
                 filesystem.create_dir(path, recursive=True)
                 fs.copy_files(self.tmp, path, source_filesystem=fs.LocalFileSystem(), destination_filesystem=filesystem)
         finally:

@@ -13,7 +13,6 @@ the model (see :func:`freeze_heap`): Spark's per-task ``gc.collect()`` otherwise
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable, Dict, Iterator, Tuple
 
@@ -31,10 +30,9 @@ def latest_version(export_dir: str) -> str:
     is already a SavedModel. Works for local paths and filesystem URIs."""
     from pyarrow import fs
 
-    if "://" in export_dir:
-        filesystem, path = fs.FileSystem.from_uri(export_dir)
-    else:
-        filesystem, path = fs.LocalFileSystem(), os.path.abspath(export_dir)
+    from sparkml_tf.filesystems import resolve
+
+    filesystem, path = resolve(export_dir)
     infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
     names = {info.base_name for info in infos}
     if "saved_model.pb" in names:

@@ -424,8 +424,8 @@ def write_embeddings(net, dataset_dir: str, embeddings_dir: str, force: bool = F
         }
     )
     with atomic_output(embeddings_dir, force=force) as tmp:
-        from pyarrow import fs
+        from sparkml_tf.filesystems import resolve
 
-        filesystem, local = fs.FileSystem.from_uri(tmp) if "://" in tmp else (fs.LocalFileSystem(), tmp)
+        filesystem, local = resolve(tmp)
         filesystem.create_dir(local, recursive=True)
         pq.write_table(table, f"{local}/part-00000.parquet", filesystem=filesystem)
