@@ -11,6 +11,12 @@ _LAZY = {
     "BuildIndex": "sparkml_tf.jobs.index",
     "Predict": "sparkml_tf.jobs.predict",
     "Evaluate": "sparkml_tf.jobs.evaluate",
+    "BuildCtrDataset": "sparkml_tf.jobs.ctr_dataset",
+    "GenerateCtrCandidates": "sparkml_tf.jobs.ctr_dataset",
+    "TrainCtr": "sparkml_tf.jobs.ctr_train",
+    "ExportCtr": "sparkml_tf.jobs.ctr_export",
+    "EvaluateCtr": "sparkml_tf.jobs.ctr_evaluate",
+    "ScoreCandidates": "sparkml_tf.jobs.score",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 __all__ = ["Job", "Pipeline", "RunContext", "atomic_output", "is_complete", *_LAZY]
