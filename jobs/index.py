@@ -1,6 +1,10 @@
 """spark-submit entry point for the 'index' stage: runs only that job of a pipeline config.
 
     spark-submit [resources for this stage] jobs/index.py CONFIG [MACROS] [--set KEY=VALUE ...]
+
+CONFIG and MACROS are paths, or URLs (hdfs://, s3a://, gs://, dbfs:/, file://, http(s)://): a file
+shipped with spark-submit --files is read by its basename, in the container's working directory.
+`sparkml-tf submit CONFIG MACROS --target conf/targets/<target>.json` writes these commands.
 """
 
 import sys

@@ -1,4 +1,4 @@
-"""``sparkml-tf``: run | validate | render | from-mlflow.
+"""``sparkml-tf``: run | validate | render | from-mlflow | submit.
 
 Exit codes: 0 success, 2 config or usage error, 1 runtime failure.
 """
@@ -62,6 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--allow-import", dest="allowed", action="append", default=[], metavar="ROOT", help="as for run")
     rerun.add_argument("--dry-run", action="store_true", help="download and validate only")
     _add_run_args(rerun)
+
+    submit = sub.add_parser(
+        "submit", help="print or run the spark-submit commands of a pipeline for a target cluster",
+        description="Validate the config here (nothing runs if it is invalid), then build one spark-submit "
+                    "command per stage from a target profile: master, deploy mode, the packed environment "
+                    "(--archives), the executors' Python, --files for the config and macros, and each stage's "
+                    "resources (the barrier training stage gets train.num_workers executors, one task each). "
+                    "With --dry-run, print them in pipeline order; else run them in order, stopping at the "
+                    "first that fails, with its exit code.",
+        epilog="example: sparkml-tf submit conf/movielens/config.json conf/movielens/macros.json "
+               "--target conf/targets/yarn-cluster.json --set paths.run_dir=hdfs:///user/me/runs/ml --dry-run")
+    _add_config_args(submit)
+    submit.add_argument("--target", required=True, metavar="PROFILE",
+                        help="target profile JSON, a path or URL: conf/targets/local.json, standalone.json, "
+                             "yarn-client.json, yarn-cluster.json")
+    submit.add_argument("--job", dest="only", action="append", default=[], metavar="NAME",
+                        help="submit only this stage (repeatable); stages keep their pipeline order")
+    submit.add_argument("--force", action="store_true", help="passed to every stage: redo outputs that are already complete")
+    submit.add_argument("--env-archive", default=None, metavar="PATH",
+                        help="packed Python environment for the executors, shipped as --archives PATH#env "
+                             "(replaces the profile's env_archive); they run ./env/bin/python")
+    submit.add_argument("--master", default=None, metavar="URL", help="replace the profile's master (e.g. spark://host:7077)")
+    submit.add_argument("--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra Spark setting for every stage (e.g. --conf spark.yarn.queue=etl)")
+    submit.add_argument("--dry-run", action="store_true", help="print the commands, one line per stage, and run nothing")
     return parser
 
 
@@ -114,6 +139,21 @@ def cmd_from_mlflow(args) -> int:
     return cmd_run(args)
 
 
+def cmd_submit(args) -> int:
+    from sparkml_tf.deploy.submit import cluster_warnings, load_target, plan, run_commands
+
+    resolved = _resolve(args)
+    target = load_target(args.target).override(master=args.master, env_archive=args.env_archive)
+    commands = plan(resolved, target, args.config, args.macros, args.overrides, only=args.only, force=args.force, extra_conf=args.spark_conf)
+    for warning in resolved.warnings + cluster_warnings(resolved, target):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.dry_run:
+        for command in commands:
+            print(command.shell())
+        return EXIT_OK
+    return run_commands(commands)
+
+
 def _print_results(results) -> None:
     """Print what the last job returned when it is a flat table of numbers (metrics)."""
     if not isinstance(results, dict) or not results:
@@ -125,7 +165,7 @@ def _print_results(results) -> None:
         print(text)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "from-mlflow": cmd_from_mlflow}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "from-mlflow": cmd_from_mlflow, "submit": cmd_submit}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

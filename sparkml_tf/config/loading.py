@@ -1,4 +1,10 @@
-"""Read a config or macros: a JSON file, an inline JSON string, or an already-parsed dict."""
+"""Read a config or macros: a JSON file, an inline JSON string, or an already-parsed dict.
+
+A file is a local path (relative to the working directory: a file shipped with spark-submit
+``--files`` is read by its basename) or a URL: hdfs://, s3a:// or s3://, gs://, abfs://,
+dbfs:/ (the FUSE mount /dbfs on Databricks), file://, http(s)://. Everything is read through
+:mod:`sparkml_tf.filesystems`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import json
 import os
 from typing import Any, Tuple
 
-from sparkml_tf.errors import ConfigError
+from sparkml_tf.errors import ConfigError, SparkmlTfError
+from sparkml_tf.filesystems import read_text
 
 
 def load_json(source: Any, what: str = "config") -> Tuple[Any, str]:
@@ -26,14 +33,19 @@ def load_json(source: Any, what: str = "config") -> Tuple[Any, str]:
     if not source.lstrip().startswith(("{", "[")):
         origin = source
         try:
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
+            text = read_text(source)
+        except (OSError, ValueError, SparkmlTfError) as e:  # ArrowInvalid is a ValueError
             raise ConfigError(
                 "CONFIG_FILE_NOT_FOUND",
-                f"cannot read the {what} file ({e.strerror}); check the path, or pass inline JSON starting with '{{'",
+                f"cannot read the {what} file ({_reason(e)}); check the path or URL, or pass inline JSON starting with '{{'",
                 origin,
             ) from e
+        if text is None:
+            raise ConfigError(
+                "CONFIG_FILE_NOT_FOUND",
+                f"cannot read the {what} file (No such file or directory); check the path or URL, or pass inline JSON starting with '{{'",
+                origin,
+            )
     try:
         return json.loads(text), origin
     except json.JSONDecodeError as e:
@@ -43,3 +55,9 @@ def load_json(source: Any, what: str = "config") -> Tuple[Any, str]:
             "fix the syntax (a trailing comma or a missing quote is the usual cause)",
             f"{origin}:{e.lineno}:{e.colno}",
         ) from e
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, SparkmlTfError):
+        return error.format()
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

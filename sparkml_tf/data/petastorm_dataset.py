@@ -24,6 +24,7 @@ import weakref
 from typing import Any, Iterator, Optional
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.filesystems import normalize
 
 KINDS = ("train", "eval")
 FIELDS = {"train": ("items",), "eval": ("inputs", "targets")}
@@ -36,8 +37,9 @@ def split_dir(dataset_dir: str, split: str) -> str:
 
 
 def to_url(path: str) -> str:
-    """Petastorm wants URLs: ``file://`` plus the absolute path for local paths; others pass through."""
-    path = str(path)
+    """Petastorm wants URLs: ``file://`` plus the absolute path for local paths (``dbfs:/x`` is the
+    FUSE path ``/dbfs/x``, see :mod:`sparkml_tf.filesystems`); others pass through, ``s3a://`` as ``s3://``."""
+    path = normalize(str(path))
     if "://" in path:
         return path.rstrip("/")
     return "file://" + os.path.abspath(path)

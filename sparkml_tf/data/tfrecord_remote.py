@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from typing import Callable, Iterator, Sequence
 
+from sparkml_tf.filesystems import normalize, resolve
+
 SHARD_NAME = "part-{:05d}.tfrecord.gz"
 
 # Output columns of the function returned by shard_writer (a Spark DDL schema).
@@ -28,7 +30,8 @@ RESULT_SCHEMA = "shard long, path string, records long"
 def shard_writer(directory: str, bytes_fields: Sequence[str] = ("user",), int64_list_fields: Sequence[str] = ("items",)) -> Callable:
     """Make a ``mapInPandas`` function writing the rows of each partition to one shard.
 
-    ``directory`` is a local path or a URI pyarrow understands (hdfs://, s3://, gs://, ...).
+    ``directory`` is a local path or a URI :mod:`sparkml_tf.filesystems` understands (hdfs://, s3a://,
+    gs://, dbfs:/, ...).
     The function yields one row per shard: ``shard, path, records``.
     """
     directory = str(directory).rstrip("/")
@@ -58,8 +61,8 @@ def write_shard(path: str, rows: Iterator[tuple], bytes_fields: Sequence[str], i
     import tensorflow as tf
 
     options = tf.io.TFRecordOptions(compression_type="GZIP")
-    remote = "://" in path and not path.startswith("file://")
-    local_path = path[len("file://"):] if path.startswith("file://") else path
+    local_path = normalize(path)  # file://, dbfs:/ (FUSE) -> local paths; s3a:// -> s3://
+    remote = "://" in local_path
     if remote:
         scratch = tempfile.mkdtemp(prefix="sparkml-tf-shard-")
         tmp = os.path.join(scratch, os.path.basename(path))
@@ -100,7 +103,7 @@ def _upload(local: str, path: str) -> None:
     """Copy to a hidden name beside ``path``, then move: object stores get a whole file or none."""
     from pyarrow import fs
 
-    filesystem, target = fs.FileSystem.from_uri(path)
+    filesystem, target = resolve(path)
     parent, name = target.rsplit("/", 1)
     tmp = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
     filesystem.create_dir(parent, recursive=True)

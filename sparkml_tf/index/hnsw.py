@@ -31,7 +31,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.filesystems import resolve
+from sparkml_tf.filesystems import normalize, resolve
 
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.parquet"
@@ -278,12 +278,12 @@ def load_cached(directory: str, cache_key: str) -> HnswIndex:
 
 class _local_dir_for_read:
     def __init__(self, directory: str):
-        self.directory = directory
+        self.directory = normalize(directory)  # file://, dbfs:/ (FUSE) -> local paths; s3a:// -> s3://
         self.tmp: Optional[str] = None
 
     def __enter__(self) -> str:
-        if "://" not in self.directory or self.directory.startswith("file://"):
-            return self.directory[len("file://") :] if self.directory.startswith("file://") else self.directory
+        if "://" not in self.directory:
+            return self.directory
         from pyarrow import fs
 
         self.tmp = tempfile.mkdtemp(prefix="sparkml-tf-index-")
@@ -298,10 +298,9 @@ class _local_dir_for_read:
 
 class _local_dir_for_write(_local_dir_for_read):
     def __enter__(self) -> str:
-        if "://" not in self.directory or self.directory.startswith("file://"):
-            local = self.directory[len("file://") :] if self.directory.startswith("file://") else self.directory
-            os.makedirs(local, exist_ok=True)
-            return local
+        if "://" not in self.directory:
+            os.makedirs(self.directory, exist_ok=True)
+            return self.directory
         self.tmp = tempfile.mkdtemp(prefix="sparkml-tf-index-")
         return self.tmp
 

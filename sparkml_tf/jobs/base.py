@@ -16,7 +16,11 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class RunContext:
-    """What a running job gets from its pipeline: flags, the tracker, a lazily made Spark session."""
+    """What a running job gets from its pipeline: flags, the tracker, a lazily made Spark session.
+
+    The session is made from ``spark_config`` on first use, unless one was handed in
+    (``Pipeline.run(spark=...)``): then that session is used as it is and its settings are left alone.
+    """
 
     force: bool = False
     tracker: Tracker = dataclasses.field(default_factory=NullTracker)
@@ -75,13 +79,21 @@ class Pipeline(Job):
     def job_names(self) -> List[str]:
         return [job_name(j) for j in self.jobs]
 
-    def run(self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False) -> Dict[str, Any]:
+    def run(self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False, spark: Any = None) -> Dict[str, Any]:
+        """Run the jobs (``only``: those named) and return each job's result by name.
+
+        ``spark``: an existing SparkSession to run on (a notebook's ``spark``, a test fixture's);
+        the config's ``spark`` settings are then not applied. None: a session is made from them
+        when a job first needs one.
+        """
         unknown = sorted(set(only) - set(self.job_names()))
         if unknown:
             from sparkml_tf.errors import SparkmlTfError
 
             raise SparkmlTfError("PIPELINE_UNKNOWN_JOB", f"no job named {', '.join(unknown)} in pipeline '{self.name}' (jobs: {', '.join(self.job_names())})", "--job")
         ctx = ctx or RunContext(force=force, tracker=self.tracking, spark_config=self.spark)
+        if spark is not None:
+            ctx._spark = spark
         selected = [j for j in self.jobs if not only or job_name(j) in only]
         ctx.tracker.start(run_name=self.name, tags={"sparkml_tf.pipeline": self.name, "sparkml_tf.jobs": ",".join(job_name(j) for j in selected)})
         status = "FAILED"

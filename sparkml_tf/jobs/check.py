@@ -1,8 +1,9 @@
 """CheckEnvironment: a first job to run on a new cluster (the smoke pipeline runs it).
 
 It runs one small Spark task per slot and reports what the executors have: Python version and
-the versions of the modules the real jobs import there, so a missing TensorFlow on a YARN node
-shows up in seconds, not halfway through a training run.
+executable, and the versions of the modules the real jobs import there, so a missing TensorFlow on
+a YARN node, or executors running some other Python than the shipped environment's, shows up in
+seconds, not halfway through a training run. ``output_path`` also writes the reports as JSON.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ def _probe(modules: List[str]):
 
     def probe(_):
         import importlib
+        import os
         import platform
         import socket
+        import sys
 
         found = {}
         for module in modules:
@@ -30,26 +33,32 @@ def _probe(modules: List[str]):
                 found[module] = getattr(importlib.import_module(module), "__version__", "?")
             except ImportError as e:
                 found[module] = f"MISSING ({e})"
-        yield {"host": socket.gethostname(), "python": platform.python_version(), **found}
+        yield {"host": socket.gethostname(), "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(), **found}
 
     return probe
 
 
 class CheckEnvironment(Job):
-    def __init__(self, num_tasks: Optional[int] = None, modules: Optional[List[str]] = None, name: str = "check"):
+    def __init__(self, num_tasks: Optional[int] = None, modules: Optional[List[str]] = None, output_path: Optional[str] = None, name: str = "check"):
         self.num_tasks = num_tasks
         self.modules = list(modules or ["numpy", "pandas", "pyarrow"])
+        self.output_path = output_path
         self.name = name
 
     def run(self, ctx: RunContext) -> Dict[str, float]:
         sc = ctx.spark.sparkContext
         tasks = self.num_tasks or sc.defaultParallelism
         reports = sc.parallelize(range(tasks), tasks).mapPartitions(_probe(list(self.modules))).collect()
+        if self.output_path:
+            from sparkml_tf.filesystems import write_json
+
+            write_json(self.output_path, reports)
         missing = sorted({f"{m} on {r['host']}" for r in reports for m in self.modules if str(r[m]).startswith("MISSING")})
         if missing:
             raise SparkmlTfError("SPARK_EXECUTOR_ENV", f"executors lack modules: {', '.join(missing)}; install them in the executors' Python (PYSPARK_PYTHON) or ship an environment with spark-submit --archives")
-        for report in {tuple(sorted(r.items())) for r in reports}:
+        for report in {tuple(sorted((k, v) for k, v in r.items() if k != "pid")) for r in reports}:
             LOGGER.info("executor: %s", dict(report))
-        summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports})}
+        summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports}),
+                   "python_executables": len({r["executable"] for r in reports})}
         ctx.tracker.log_metrics(summary)
         return summary

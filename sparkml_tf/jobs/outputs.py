@@ -2,7 +2,8 @@
 
 A finished output holds a marker file, so a half-written one (a crash, a killed executor) is
 never mistaken for a finished one, and a rerun of a finished job is a no-op unless forced.
-Paths may be local or any URI pyarrow's filesystems understand (hdfs://, s3://, gs://, ...).
+Paths may be local or any URI :mod:`sparkml_tf.filesystems` understands (hdfs://, s3://, s3a://,
+gs://, dbfs:/, ...); the temporary path handed to writers keeps the caller's scheme, for Spark.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from typing import Iterator
 
 from sparkml_tf.errors import OutputError
-from sparkml_tf.filesystems import delete, exists, resolve
+from sparkml_tf.filesystems import delete, exists, resolve, uri_for
 
 LOGGER = logging.getLogger(__name__)
 MARKER = "_SPARKML_TF_COMPLETE"
@@ -22,15 +23,6 @@ MARKER = "_SPARKML_TF_COMPLETE"
 def is_complete(path: str) -> bool:
     filesystem, local = resolve(path)
     return exists(filesystem, f"{local}/{MARKER}")
-
-
-def _join_uri(path: str, local: str) -> str:
-    """Give back a URI for a filesystem-local path, keeping the scheme of ``path``."""
-    if "://" not in path:
-        return local
-    scheme, rest = path.split("://", 1)
-    authority = rest.split("/", 1)[0]
-    return f"{scheme}://{authority}{local}" if not local.startswith(authority) else f"{scheme}://{local}"
 
 
 @contextlib.contextmanager
@@ -54,7 +46,7 @@ def atomic_output(path: str, force: bool = False) -> Iterator[str]:
     tmp = f"{parent}/{name}.tmp-{uuid.uuid4().hex[:8]}"
     filesystem.create_dir(parent, recursive=True)
     try:
-        yield _join_uri(path, tmp)
+        yield uri_for(path, tmp)
         filesystem.create_dir(tmp, recursive=True)  # a writer may have produced nothing
         with filesystem.open_output_stream(f"{tmp}/{MARKER}") as f:
             f.write(b"")

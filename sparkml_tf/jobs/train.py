@@ -98,7 +98,8 @@ class Train(Job):
         history = summary.get("history", [])
         for entry in history:
             tracker.log_metrics({"loss": entry["loss"], "val_ndcg@100": entry["val_ndcg@100"], "epoch_seconds": entry["seconds"]}, step=entry["epoch"])
-        tracker.log_metrics({"best_val_ndcg@100": summary["best_ndcg"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"]})
+        tracker.log_metrics({"best_val_ndcg@100": summary["best_ndcg"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"],
+                             "resumed_from_step": summary.get("resumed_from_step", 0)})
         if summary.get("export_path"):
             tracker.log_artifact(summary["export_path"], "model")
         if history:

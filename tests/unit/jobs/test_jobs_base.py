@@ -66,3 +66,18 @@ def test_context_creates_no_session_until_asked():
     ctx = RunContext()
     ctx.describe("step")
     assert ctx._spark is None
+
+
+def test_run_uses_the_session_it_is_given():
+    class Session:  # stands in for a notebook's `spark`: only what the pipeline touches
+        class sparkContext:
+            descriptions = []
+
+            @classmethod
+            def setJobDescription(cls, text):
+                cls.descriptions.append(text)
+
+    given = Session()
+    results = Pipeline([lambda ctx: ctx.spark], name="p").run(spark=given)
+    assert results["<lambda>"] is given
+    assert Session.sparkContext.descriptions == ["p: <lambda>"]

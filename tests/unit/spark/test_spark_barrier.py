@@ -110,3 +110,63 @@ def test_two_worker_training(spark, tmp_path):
     assert result["epochs_run"] == 2
     assert os.path.isdir(result["export_path"])
     assert os.path.exists(tmp_path / "embeddings" / "_SPARKML_TF_COMPLETE")
+
+
+def crash_once(settings):
+    """Dies like a killed process on the first stage attempt (no Python exception), succeeds on the next."""
+    import os
+
+    rank = int(os.environ["SPARKML_TF_RANK"])
+    marker = os.path.join(settings["dir"], f"attempted-{rank}")
+    with open(os.path.join(settings["dir"], "calls"), "a") as f:
+        f.write(f"{rank}\n")
+    if rank == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)
+    return "second time lucky"
+
+
+def fail_for_good(settings):
+    import os
+
+    with open(os.path.join(settings["dir"], "calls"), "a") as f:
+        f.write(os.environ["SPARKML_TF_RANK"] + "\n")
+    if os.environ["SPARKML_TF_RANK"] == "1":
+        raise KeyError("no such column")
+    import time
+
+    time.sleep(30)  # rank 0 would wait for its peer: Spark stops it when rank 1 fails
+    return "never"
+
+
+def test_a_crashed_worker_is_retried_by_spark(spark, tmp_path):
+    """A worker that dies without a Python exception (killed, out of memory): Spark retries the whole
+    barrier stage (it runs as a shuffle-map stage, which Spark retries; a result stage it would not)."""
+    _by_value()
+    assert SparkBarrierLauncher(2, spark=spark).run(crash_once, {"dir": str(tmp_path)}) == "second time lucky"
+    calls = (tmp_path / "calls").read_text().split()
+    assert sorted(calls) == ["0", "0", "1", "1"]  # both ranks ran twice: the stage was retried as a whole
+
+
+def test_a_bug_is_reported_at_once_not_retried(spark, tmp_path):
+    _by_value()
+    with pytest.raises(DistributedError) as info:
+        SparkBarrierLauncher(2, spark=spark).run(fail_for_good, {"dir": str(tmp_path)})
+    assert info.value.code == "DISTRIBUTED_WORKER_FAILED" and info.value.path == "rank 1"
+    assert "KeyError: 'no such column'" in info.value.message
+    calls = (tmp_path / "calls").read_text().split()
+    assert calls.count("1") == 1  # the driver cancelled the job instead of letting Spark retry the stage
+
+
+def test_retryable_errors():
+    from sparkml_tf.errors import DataError
+    from sparkml_tf.spark.barrier import is_retryable
+
+    class UnavailableError(Exception):  # stands for tf.errors.UnavailableError: a collective lost its peer
+        pass
+
+    UnavailableError.__module__ = "tensorflow.python.framework.errors_impl"
+    assert is_retryable(UnavailableError("peer gone"))
+    assert is_retryable(OSError("connection reset")) and is_retryable(RuntimeError("?"))
+    assert not is_retryable(DataError("DATA_MISSING_STATS", "no stats"))
+    assert not is_retryable(ValueError("bad shape")) and not is_retryable(KeyError("x"))

@@ -1,0 +1,333 @@
+"""Online CTR scoring latency: the in-process :class:`sparkml_tf.serving.scorer.Scorer` on a Wide &
+Deep model of production size, against a plain ``tf.function`` over the same weights.
+
+    .venv/bin/python benchmarks/bench_serving.py            # about 5 minutes
+    .venv/bin/python benchmarks/bench_serving.py --quick    # about 1 minute, noisier tails
+
+The model: 13 numeric + 47 categorical fields (60 deep features: 10-dim embeddings, 613 inputs
+into 3 x 256 ReLU and one logit) and 20 pair crosses (80 wide features), exported with
+:func:`sparkml_tf.serving.export.export_ctr_model` (warm-up records included). A request is 100
+candidate rows: raw rows (strings for categorical fields, some out of vocabulary or missing;
+floats for numeric ones, some missing) or the same rows already encoded.
+
+What is timed (each call separately, ``time.perf_counter``):
+
+* model call: ``Scorer.score_ids`` on encoded inputs, with and without XLA; the reference is a
+  ``tf.function(jit_compile=True)`` (and a plain ``tf.function``) over the exported net's own
+  weights, called with the same numpy inputs converted to tensors, result back to numpy. Also
+  the public ``signatures["serving_default"](**inputs)`` call, to show what the scorer's direct
+  call saves.
+* raw rows to scores: ``Scorer.score`` on raw rows; and encoding alone, by the scorer's
+  row encoder and by ``Encoder.encode_rows`` (pandas), to show where the time goes.
+* on 1 and 2 client threads (each thread records its own calls; throughput = rows / wall time);
+* during a version swap: one client thread scores raw rows in a loop while a new version is
+  renamed into the export directory and the scorer's poller loads, warms up and switches to it;
+  p99 and max of the calls that started between the rename and 0.2 s after the switch, against
+  the calls of the second before the rename (steady state).
+
+Every path is warmed up first, then ``--repeats`` rounds run all paths in turn (round-robin, so
+load from other work on the machine weighs on every path alike); the table shows medians over
+rounds of each round's percentiles. p99.9 needs >= 1000 calls a round to mean anything (the
+full run makes 2000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+
+ROWS = 100
+GOALS = {
+    "model call p50 ms": 1.0,
+    "model call p99.9 ms": 3.0,
+    "raw rows p50 ms": 2.0,
+    "swap p99 ms": 4.0,
+    "swap max ms": 10.0,
+}
+
+
+def feature_index(vocab: int, numeric: int = 13, categorical: int = 47, crosses: int = 20, buckets: int = 10_000):
+    from sparkml_tf.features.index import FeatureIndex
+
+    boundaries = sorted({round(float(b), 3) for b in np.expm1(np.linspace(0, 10, 24))})
+    fields = [{"name": f"I{i}", "kind": "numeric", "boundaries": boundaries} for i in range(1, numeric + 1)]
+    fields += [{"name": f"C{i}", "kind": "categorical", "vocab": [f"{i}-{j:x}" for j in range(vocab)]} for i in range(1, categorical + 1)]
+    pairs = [{"fields": [f"C{i}", f"C{i + 1}"], "buckets": buckets} for i in range(1, crosses + 1)]
+    return FeatureIndex(fields, pairs)
+
+
+def export_models(index, directory: str, seeds=(1, 2)) -> Dict[int, object]:
+    """One export per seed (``<directory>/1``, ``/2``); returns the nets by version."""
+    import tensorflow as tf
+
+    from sparkml_tf.models.wide_deep import WideDeep
+    from sparkml_tf.serving.export import export_ctr_model
+
+    nets = {}
+    for version, seed in enumerate(seeds, start=1):
+        spec = WideDeep(embedding_dim=10, hidden_units=[256, 256, 256], seed=seed)
+        net = spec.build(index)
+        net.wide_weights.assign(0.1 * tf.random.stateless_normal(net.wide_weights.shape, seed=[seed, 0]))  # zeros at init
+        export_ctr_model(spec, net, index, directory, warmup_records=100)
+        nets[version] = net
+    return nets
+
+
+def raw_requests(index, count: int, vocab: int, seed: int = 0) -> List[List[dict]]:
+    rng = np.random.default_rng(seed)
+    requests = []
+    for _ in range(count):
+        rows = []
+        for _ in range(ROWS):
+            row = {}
+            for field in index.fields:
+                name = field["name"]
+                if rng.random() < 0.05:
+                    row[name] = None
+                elif field["kind"] == "numeric":
+                    row[name] = float(np.round(rng.exponential(30.0), 2))
+                else:
+                    row[name] = f"{name[1:]}-{int(rng.integers(0, vocab * 1.1)):x}"  # ~10% out of vocabulary
+            rows.append(row)
+        requests.append(rows)
+    return requests
+
+
+def timed_calls(fn: Callable[[int], object], calls: int, threads: int, count: int):
+    """``calls`` calls of ``fn(request number)`` spread over ``threads`` threads: (latencies in
+    ms, wall seconds)."""
+    latencies: List[List[float]] = [[] for _ in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(t: int) -> None:
+        out = latencies[t]
+        barrier.wait()
+        for i in range(t, calls, threads):
+            start = time.perf_counter()
+            fn(i % count)
+            out.append((time.perf_counter() - start) * 1e3)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    return np.concatenate([np.asarray(x) for x in latencies]), time.perf_counter() - start
+
+
+def summary(latencies: np.ndarray, wall: float) -> Dict[str, float]:
+    return {
+        "p50": float(np.percentile(latencies, 50)),
+        "p99": float(np.percentile(latencies, 99)),
+        "p99.9": float(np.percentile(latencies, 99.9)),
+        "max": float(latencies.max()),
+        "rows/s": len(latencies) * ROWS / wall,
+    }
+
+
+def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, rows: List[List[dict]]) -> Dict[str, float]:
+    """Median over ``swaps`` version swaps of p99 / max latency of raw-row calls during each swap
+    and during the second before it."""
+    records: List[tuple] = []  # (start, latency ms)
+    stop = threading.Event()
+
+    def client() -> None:
+        i = 0
+        while not stop.is_set():
+            start = time.perf_counter()
+            scorer.score(rows[i % len(rows)])
+            records.append((start, (time.perf_counter() - start) * 1e3))
+            i += 1
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    stats: Dict[str, List[float]] = {"steady p99": [], "steady max": [], "swap p99": [], "swap max": [], "swap seconds": []}
+    try:
+        for s in range(swaps):
+            version = scorer.version + 1
+            tmp = f"{export_dir}/.{version}.tmp"
+            shutil.copytree(sources[2 - version % 2], tmp)  # written before the window, like a finished export
+            time.sleep(1.0)
+            published = time.perf_counter()
+            os.rename(tmp, f"{export_dir}/{version}")
+            while scorer.version != version:
+                time.sleep(0.001)
+            switched = time.perf_counter()
+            time.sleep(0.2)
+            steady = np.array([lat for start, lat in records if published - 1.0 <= start < published])
+            during = np.array([lat for start, lat in records if published <= start < switched + 0.2])
+            stats["steady p99"].append(float(np.percentile(steady, 99)))
+            stats["steady max"].append(float(steady.max()))
+            stats["swap p99"].append(float(np.percentile(during, 99)))
+            stats["swap max"].append(float(during.max()))
+            stats["swap seconds"].append(switched - published)
+    finally:
+        stop.set()
+        thread.join()
+    return {key: statistics.median(values) for key, values in stats.items()}
+
+
+def watch_gc() -> Dict[str, float]:
+    """Counts of the interpreter's garbage collections by generation, and the longest, from now on
+    (a full collection with TensorFlow and models loaded walks ~400k objects: a latency spike)."""
+    counts: Dict[str, float] = {"gen0": 0, "gen1": 0, "gen2": 0, "longest ms": 0.0}
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            counts[f"gen{info['generation']}"] += 1
+            counts["longest ms"] = max(counts["longest ms"], round((time.perf_counter() - started[0]) * 1e3, 2))
+
+    gc.callbacks.append(callback)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls, rounds and swaps (about a minute)")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per path and round")
+    parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds; medians are reported")
+    parser.add_argument("--swaps", type=int, default=5, help="version swaps measured per scorer")
+    parser.add_argument("--vocab", type=int, default=1000, help="vocabulary per categorical field")
+    parser.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default, one per core)")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.repeats, args.swaps = 400, 3, 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    if args.tf_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
+
+    from sparkml_tf.features.index import Encoder
+    from sparkml_tf.serving.scorer import Scorer
+
+    scratch = tempfile.mkdtemp(prefix="bench-serving-")
+    try:
+        index = feature_index(args.vocab)
+        nets = export_models(index, f"{scratch}/source")
+        sources = {1: f"{scratch}/source/1", 2: f"{scratch}/source/2"}
+        # One export dir per scorer, so one scorer's swaps do not load versions into the other.
+        export_dirs = {xla: f"{scratch}/export-{'xla' if xla else 'plain'}" for xla in (False, True)}
+        for directory in export_dirs.values():
+            shutil.copytree(sources[1], f"{directory}/1")
+        requests = raw_requests(index, 64, args.vocab)
+        encoder = Encoder(index)
+        encoded = [encoder.encode_rows(rows) for rows in requests]
+        batches = [(e["deep_ids"], e["wide_ids"], e["dense"]) for e in encoded]
+
+        scorers = {xla: Scorer(export_dirs[xla], xla=xla, poll_seconds=0.1, batch_sizes=(1, ROWS)) for xla in (False, True)}
+        for scorer in scorers.values():
+            assert scorer.metrics()["fast_call"], scorer.metrics()
+        net = nets[1]
+
+        def forward(deep_ids, wide_ids, dense):
+            return tf.sigmoid(net({"deep_ids": deep_ids, "wide_ids": wide_ids, "dense": dense}, training=False))
+
+        reference = {"tf.function(jit_compile=True)": tf.function(forward, jit_compile=True), "tf.function": tf.function(forward)}
+        signature = tf.saved_model.load(sources[1]).signatures["serving_default"]
+        expected = scorers[False].score_ids(*batches[0])
+        for name, fn in reference.items():
+            np.testing.assert_allclose(fn(*[tf.constant(a) for a in batches[0]]).numpy(), expected, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(scorers[True].score(requests[0]), expected, rtol=1e-4, atol=1e-6)
+        row_encoder = scorers[False]._servable.encoder
+
+        model_paths = {
+            "Scorer.score_ids": lambda i: scorers[False].score_ids(*batches[i]),
+            "Scorer.score_ids, XLA": lambda i: scorers[True].score_ids(*batches[i]),
+            "reference tf.function(jit_compile=True)": lambda i: reference["tf.function(jit_compile=True)"](*[tf.constant(a) for a in batches[i]]).numpy(),
+            "reference tf.function": lambda i: reference["tf.function"](*[tf.constant(a) for a in batches[i]]).numpy(),
+            "public signature call (numpy kwargs)": lambda i: signature(deep_ids=batches[i][0], wide_ids=batches[i][1], dense=batches[i][2])["probability"].numpy(),
+        }
+        raw_paths = {
+            "Scorer.score (raw rows)": lambda i: scorers[False].score(requests[i]),
+            "Scorer.score (raw rows), XLA": lambda i: scorers[True].score(requests[i]),
+            "encode only: scorer's row encoder": lambda i: row_encoder.encode_rows(requests[i]),
+        }
+        slow_paths = {"encode only: Encoder.encode_rows (pandas)": lambda i: encoder.encode_rows(requests[i])}
+        plan = [(name, fn, threads, args.calls) for paths in (model_paths, raw_paths) for name, fn in paths.items() for threads in (1, 2)]
+        plan += [(name, fn, 1, max(args.calls // 20, 20)) for name, fn in slow_paths.items()]
+
+        print(f"Wide & Deep: {index.num_deep} deep features x 10 dims + {index.num_dense} dense -> 3 x 256 ReLU -> 1; "
+              f"{index.num_wide} wide features ({len(index.crosses)} crosses); deep_size {index.deep_size:,}, wide_size {index.wide_size:,}")
+        print(f"{ROWS} rows per request; {os.cpu_count()} CPUs; TF threads intra {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}; "
+              f"{args.calls} calls per path and round, {args.repeats} rounds, medians of per-round percentiles", flush=True)
+        for name, fn, threads, calls in plan:  # warm-up
+            timed_calls(fn, min(calls, 100), threads, len(requests))
+        gc_counts = watch_gc()
+        rounds: Dict[tuple, List[Dict[str, float]]] = {(name, threads): [] for name, _, threads, _ in plan}
+        for r in range(args.repeats):
+            for name, fn, threads, calls in plan:
+                rounds[(name, threads)].append(summary(*timed_calls(fn, calls, threads, len(requests))))
+            print(f"  round {r + 1}/{args.repeats} done", flush=True)
+        results = {key: {stat: statistics.median(run[stat] for run in runs) for stat in runs[0]} for key, runs in rounds.items()}
+
+        swap = {}
+        for xla, scorer in scorers.items():
+            for interval in (0.0005, None):  # the scorer's default, then the interpreter's 5 ms
+                scorer.load_switch_interval = interval
+                swap[(xla, interval)] = measure_swaps(scorer, export_dirs[xla], sources, args.swaps, requests)
+            failed = scorer.metrics()["failed_loads"]
+            if failed:
+                raise RuntimeError(f"{failed} version load(s) failed during the swaps: {scorer.last_error}")
+        gc.callbacks.clear()
+        start = time.perf_counter()
+        gc.collect()
+        gc_ms = (time.perf_counter() - start) * 1e3
+        for scorer in scorers.values():
+            scorer.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    print()
+    print(f"{'path (median over rounds)':<46} {'threads':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'rows/s':>10}")
+    for (name, threads), r in results.items():
+        print(f"{name:<46} {threads:>7} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['p99.9']:>9.3f} {r['max']:>8.2f} {r['rows/s']:>10,.0f}")
+
+    print()
+    print("ratios, scorer / reference (p50, p99.9, throughput; < 1 is faster for latency, > 1 is better for throughput):")
+    pairs = [("Scorer.score_ids", "reference tf.function"), ("Scorer.score_ids, XLA", "reference tf.function(jit_compile=True)"),
+             ("Scorer.score_ids", "reference tf.function(jit_compile=True)"), ("public signature call (numpy kwargs)", "Scorer.score_ids")]
+    for ours, theirs in pairs:
+        for threads in (1, 2):
+            a, b = results[(ours, threads)], results[(theirs, threads)]
+            print(f"  {ours:<38} / {theirs:<40} {threads} thr: p50 {a['p50'] / b['p50']:5.2f}  p99.9 {a['p99.9'] / b['p99.9']:5.2f}  rows/s {a['rows/s'] / b['rows/s']:5.2f}")
+
+    print()
+    print(f"{'during a version swap (raw rows, 1 thread)':<52} {'steady p99':>10} {'steady max':>10} {'swap p99':>9} {'swap max':>9} {'load+warm-up s':>14}")
+    for (xla, interval), r in swap.items():
+        name = f"Scorer.score{', XLA' if xla else ''}, GIL switch {f'{interval * 1e3:g} ms while loading' if interval else '5 ms (default)'}"
+        print(f"{name:<52} {r['steady p99']:>10.3f} {r['steady max']:>10.2f} {r['swap p99']:>9.3f} {r['swap max']:>9.2f} {r['swap seconds']:>14.2f}")
+    print(f"  (median over {args.swaps} swaps each; a full gc.collect() with the models loaded takes {gc_ms:.0f} ms)")
+    print()
+    print("goals (1 thread; swaps with the scorer's default GIL switch interval):      without XLA   with XLA")
+    plain_swap, xla_swap = swap[(False, 0.0005)], swap[(True, 0.0005)]
+    measured = {
+        "model call p50 ms": (results[("Scorer.score_ids", 1)]["p50"], results[("Scorer.score_ids, XLA", 1)]["p50"]),
+        "model call p99.9 ms": (results[("Scorer.score_ids", 1)]["p99.9"], results[("Scorer.score_ids, XLA", 1)]["p99.9"]),
+        "raw rows p50 ms": (results[("Scorer.score (raw rows)", 1)]["p50"], results[("Scorer.score (raw rows), XLA", 1)]["p50"]),
+        "swap p99 ms": (plain_swap["swap p99"], xla_swap["swap p99"]),
+        "swap max ms": (plain_swap["swap max"], xla_swap["swap max"]),
+    }
+    for goal, limit in GOALS.items():
+        marks = ["met" if value <= limit else "NOT met" for value in measured[goal]]
+        print(f"  {goal:<22} <= {limit:<5} {measured[goal][0]:>40.3f} {marks[0]:<8} {measured[goal][1]:7.3f} {marks[1]}")
+    print(f"garbage collections while timing: {gc_counts}")
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Executor side of the CTR dataset: encode Arrow batches, write TFRecord shards.
+
+Runs inside Spark tasks: gets only plain values (the feature index as a dict), imports neither
+the config system nor pyspark.sql. Encoding goes through the same
+:class:`~sparkml_tf.features.index.Encoder` an online server uses, so ids match.
+
+TFRecord record (``tf.train.Example``): ``label`` float, ``deep_ids`` int64 list, ``wide_ids``
+int64 list, ``dense`` float list. Shards are named, placed and moved into place as in
+:mod:`sparkml_tf.data.tfrecord_remote` (one per partition, never half-written).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import tempfile
+import uuid
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
+
+from sparkml_tf.data.tfrecord_remote import RESULT_SCHEMA, SHARD_NAME, _upload
+
+ID_COLUMNS = ("deep_ids", "wide_ids", "dense")
+# Encoders kept per Python worker (Spark reuses workers across tasks), by index version.
+_ENCODERS: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+_MAX_ENCODERS = 4
+
+__all__ = ["RESULT_SCHEMA", "SHARD_NAME", "encoded_schema", "batch_encoder", "shard_writer", "write_records"]
+
+
+def encoded_schema(keep_ddl: str = "split string", label: bool = True) -> str:
+    """The Spark DDL of :func:`batch_encoder`'s output: kept columns, ``label``, the id lists."""
+    parts = [keep_ddl] if keep_ddl else []
+    parts += ["label float"] if label else []
+    parts += ["deep_ids array<bigint>", "wide_ids array<bigint>", "dense array<float>"]
+    return ", ".join(parts)
+
+
+def batch_encoder(index: Mapping[str, Any], label: Optional[str] = "label", keep: Sequence[str] = ("split",)) -> Callable:
+    """Make a ``mapInArrow`` function: each batch -> ``keep`` columns as they are, ``label`` as
+    float (when given), ``deep_ids``, ``wide_ids``, ``dense``. ``index``: ``FeatureIndex.to_dict()``."""
+    index = dict(index)
+    keep = tuple(keep)
+
+    def encode(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        encoder = _encoder(index)
+        names = encoder.index.field_names
+        for batch in batches:
+            encoded = encoder.encode({name: batch.column(name) for name in names})
+            arrays = [batch.column(name) for name in keep]
+            if label is not None:
+                arrays.append(batch.column(label).cast(pa.float32()))
+            arrays += [_lists(encoded[name], pa.int64() if name != "dense" else pa.float32()) for name in ID_COLUMNS]
+            yield pa.RecordBatch.from_arrays(arrays, names=list(keep) + (["label"] if label is not None else []) + list(ID_COLUMNS))
+
+    return encode
+
+
+def shard_writer(directory: str) -> Callable:
+    """Make a ``mapInArrow`` function writing each partition's encoded rows (``label``,
+    ``deep_ids``, ``wide_ids``, ``dense``) to ``<directory>/part-%05d.tfrecord.gz`` (partition id).
+    It yields one row per shard: ``shard, path, records`` (``RESULT_SCHEMA``)."""
+    directory = str(directory).rstrip("/")
+
+    def write(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        index = TaskContext.get().partitionId()
+        path = f"{directory}/{SHARD_NAME.format(index)}"
+        records = write_records(path, _examples(batches))
+        yield pa.RecordBatch.from_pydict({"shard": [index], "path": [path], "records": [records]})
+
+    return write
+
+
+def _examples(batches: Iterator) -> Iterator[bytes]:
+    import tensorflow as tf
+
+    train = tf.train
+    for batch in batches:
+        labels = batch.column("label").to_numpy(zero_copy_only=False)
+        lists = {name: _rows(batch.column(name)) for name in ID_COLUMNS}
+        for i, label in enumerate(labels):
+            feature = {
+                "label": train.Feature(float_list=train.FloatList(value=[float(label)])),
+                "deep_ids": train.Feature(int64_list=train.Int64List(value=lists["deep_ids"][i])),
+                "wide_ids": train.Feature(int64_list=train.Int64List(value=lists["wide_ids"][i])),
+                "dense": train.Feature(float_list=train.FloatList(value=lists["dense"][i])),
+            }
+            yield train.Example(features=train.Features(feature=feature)).SerializeToString()
+
+
+def write_records(path: str, records: Iterator[bytes]) -> int:
+    """Write serialized records as a gzipped TFRecord file at ``path`` (local or a URI), through
+    a hidden temporary name moved into place; return how many."""
+    import tensorflow as tf
+
+    from sparkml_tf.filesystems import normalize
+
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    local_path = normalize(path)  # file://, dbfs:/ (FUSE) -> local paths, as write_shard does
+    remote = "://" in local_path
+    scratch = tempfile.mkdtemp(prefix="sparkml-tf-shard-") if remote else None
+    if scratch:
+        tmp = os.path.join(scratch, os.path.basename(path))
+    else:
+        os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+        tmp = os.path.join(os.path.dirname(local_path), f".{os.path.basename(local_path)}.tmp-{uuid.uuid4().hex[:8]}")
+    count = 0
+    try:
+        with tf.io.TFRecordWriter(tmp, options) as writer:
+            for record in records:
+                writer.write(record)
+                count += 1
+        if scratch:
+            _upload(tmp, path)
+        else:
+            os.replace(tmp, local_path)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+    return count
+
+
+def _encoder(index: Dict[str, Any]):
+    from sparkml_tf.features.index import Encoder, FeatureIndex
+
+    key = index.get("version")  # set by to_dict(); checked against the content on first use
+    if key is None or key not in _ENCODERS:
+        feature_index = FeatureIndex.from_dict(index)
+        key = feature_index.version
+        _ENCODERS[key] = Encoder(feature_index)
+        while len(_ENCODERS) > _MAX_ENCODERS:
+            _ENCODERS.popitem(last=False)
+    _ENCODERS.move_to_end(key)
+    return _ENCODERS[key]
+
+
+def _lists(matrix, value_type):
+    """A [rows, k] numpy matrix as an Arrow list array (Spark ``array<...>``), without copies per row."""
+    import numpy as np
+    import pyarrow as pa
+
+    rows, width = matrix.shape
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * np.int32(width))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=value_type))
+
+
+def _rows(column) -> list:
+    """An Arrow list column as a list of Python lists (what the protobuf builders take)."""
+    return column.to_pylist()

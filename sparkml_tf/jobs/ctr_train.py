@@ -1,0 +1,128 @@
+"""TrainCtr job: ship the settings to N workers, train a CTR model there, log the outcome on the driver.
+
+Light to import (no TensorFlow, no pyspark): the model stays a raw sub-config (``"eval": null``)
+until :mod:`sparkml_tf.train.ctr` builds it on each worker. The training chief writes
+``<model_dir>`` (see :mod:`sparkml_tf.train.model_dir`); ExportCtr turns it into a serving export.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List
+
+from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.jobs.base import Job, RunContext
+from sparkml_tf.jobs.outputs import is_complete
+
+LOGGER = logging.getLogger(__name__)
+LAUNCHERS = ("local", "spark", "distributor")
+
+
+class TrainCtr(Job):
+    def __init__(
+        self,
+        dataset_dir: str,
+        model_dir: str,
+        checkpoint_dir: str,
+        model: dict,
+        num_workers: int = 2,
+        launcher: str = "spark",
+        epochs: int = 10,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        checkpoint_every_steps: int = 1000,
+        patience: int = 2,
+        seed: int = 0,
+        name: str = "train",
+    ):
+        if not (isinstance(model, dict) and "type" in model):
+            raise SparkmlTfError(
+                "CONFIG_BAD_SUBCONFIG",
+                f"model must be a raw sub-config with a \"type\" and \"eval\": null (it is built on the workers), got {type(model).__name__}",
+                "model",
+            )
+        if launcher not in LAUNCHERS:
+            raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+        if num_workers < 1 or epochs < 1 or batch_size < 1 or patience < 1:
+            raise SparkmlTfError("CONFIG_BAD_VALUE", "num_workers, epochs, batch_size and patience must be at least 1")
+        self.dataset_dir, self.model_dir, self.checkpoint_dir = dataset_dir, model_dir, checkpoint_dir
+        self.model = dict(model)
+        self.num_workers, self.launcher = int(num_workers), launcher
+        self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
+        self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
+        self.name = name
+
+    def settings(self, force: bool = False) -> Dict[str, Any]:
+        """The plain, JSON-able values the workers get."""
+        return {
+            "dataset_dir": self.dataset_dir,
+            "model_dir": self.model_dir,
+            "checkpoint_dir": self.checkpoint_dir,
+            "model": self.model,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "checkpoint_every_steps": self.checkpoint_every_steps,
+            "patience": self.patience,
+            "seed": self.seed,
+            "force": force,
+        }
+
+    def run(self, ctx: RunContext) -> Dict[str, Any]:
+        if is_complete(self.model_dir) and not ctx.force:
+            LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.model_dir)
+            return {"skipped": True, "model_dir": self.model_dir}
+        self._check_inputs()
+        from sparkml_tf.spark.barrier import LocalLauncher, make_launcher
+        from sparkml_tf.train.ctr import train_ctr_worker
+
+        if self.launcher == "local":
+            launcher = LocalLauncher()
+        else:
+            ctx.spark  # start the session on the driver before the launcher looks for it
+            launcher = make_launcher(self.launcher, self.num_workers)
+        ctx.describe(f"{self.name}: {self.num_workers if self.launcher != 'local' else 1} worker(s)")
+        summary = launcher.run(train_ctr_worker, self.settings(force=ctx.force))
+        self._track(ctx, summary)
+        return summary
+
+    def _check_inputs(self) -> None:
+        """Fail on the driver, before any worker starts, when the dataset job has not run."""
+        from sparkml_tf.filesystems import exists, resolve
+
+        for relative, code in (("stats.json", "DATA_MISSING_STATS"), ("feature_index/feature_index.json", "DATA_NOT_FOUND")):
+            path = f"{self.dataset_dir.rstrip('/')}/{relative}"
+            filesystem, local = resolve(path)
+            if not exists(filesystem, local):
+                raise DataError(code, f"no {relative} in the dataset directory; run the BuildCtrDataset job first, or fix dataset_dir", path)
+
+    def _track(self, ctx: RunContext, summary: Dict[str, Any]) -> None:
+        tracker = ctx.tracker
+        params = {k: v for k, v in self.settings().items() if k not in ("force", "model")}
+        params.update({"model": self.model.get("type"), "num_workers": self.num_workers, "launcher": self.launcher})
+        params.update({f"model.{k}": v for k, v in self.model.items() if k not in ("type", "eval")})
+        tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
+        history = summary.get("history", [])
+        for entry in history:
+            tracker.log_metrics({"loss": entry["loss"], "val_auc": entry["val_auc"], "val_logloss": entry["val_logloss"], "epoch_seconds": entry["seconds"]}, step=entry["epoch"])
+        tracker.log_metrics({"best_val_auc": summary["best_val_auc"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"]})
+        if history:
+            tracker.log_dict(history, "ctr/history.json")
+            tracker.log_figure(training_curves(history), "plots/training_curves.png")
+
+
+def training_curves(history: List[Dict[str, Any]]):
+    """Training loss, validation AUC and validation log loss per epoch, side by side."""
+    # A bare Figure (Agg canvas), not pyplot: no global backend or figure state in a library.
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(12, 3.5))
+    panels = fig.subplots(1, 3)
+    for axis, key, title, color in zip(
+        panels, ("loss", "val_auc", "val_logloss"), ("training loss", "validation AUC", "validation log loss"), ("tab:blue", "tab:green", "tab:red")
+    ):
+        axis.plot(epochs, [h[key] for h in history], marker="o", color=color)
+        axis.set(title=title, xlabel="epoch")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,289 @@
+"""The custom training loop every task shares: strategy, checkpoints and resume, early stopping,
+best weights. A task (retrieval in :mod:`sparkml_tf.train.loop`, CTR in :mod:`sparkml_tf.train.ctr`)
+plugs in what differs: how the net is built, the input pipeline, the validation metrics.
+
+The strategy is MultiWorkerMirroredStrategy when TF_CONFIG names more than one worker, else the
+default strategy; the code path is the same. A custom loop, not ``model.fit``: Keras 3 fit fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+Checkpoints (model, optimizer, step, epochs done, best metric and weights, patience counter) go to
+``checkpoint_dir``, which must be shared by all workers (HDFS, S3, ...): the chief writes there and
+every worker restores from there; other workers write theirs to a local temp dir, as TF asks for
+MultiWorkerMirroredStrategy. A rerun resumes from the latest checkpoint (the input pipeline starts
+over, reshuffled). Each task's validation metric is computed on the whole validation set by every
+worker, so all workers reach the same early-stopping decision without talking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Protocol, Sequence
+
+from sparkml_tf.errors import DataError
+
+
+class LoopTask(Protocol):
+    """What a task plugs into :func:`run_loop`. The net it builds has ``loss(batch, training, step)``
+    returning the mean loss of a per-replica batch."""
+
+    metric: str  # the validation metric to maximise (early stopping, best weights), a key of evaluate()
+
+    def num_train_examples(self) -> int:
+        """Training examples in one epoch (sets steps per epoch)."""
+
+    def prepare(self) -> None:
+        """Load what validation needs; called after the strategy exists (it must come first)."""
+
+    def build(self) -> Any:
+        """The Keras net; called under the strategy's scope."""
+
+    def dataset(self, input_context: Any, per_replica_batch: int, seed: int) -> Any:
+        """This input pipeline's repeated, batched training dataset (``drop_remainder``)."""
+
+    def evaluate(self, net: Any) -> Dict[str, float]:
+        """Validation metrics, identical on every worker; holds ``metric``."""
+
+
+@dataclasses.dataclass
+class LoopResult:
+    net: Any  # holds the best epoch's weights (the last ones when no epoch improved)
+    history: List[Dict[str, Any]]
+    best_metric: float
+    epochs_run: int
+    steps: int
+    resumed_from_step: int
+    steps_per_epoch: int
+    global_batch_size: int
+    rank: int
+    num_workers: int
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def summary(self) -> Dict[str, Any]:
+        """The JSON-able part, for the driver."""
+        return {
+            "epochs_run": self.epochs_run,
+            "steps": self.steps,
+            "resumed_from_step": self.resumed_from_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "global_batch_size": self.global_batch_size,
+            "num_workers": self.num_workers,
+            "history": self.history,
+        }
+
+
+def log(rank: int, message: str) -> None:
+    # print, not logging: a barrier task's stdout is what the launcher keeps for error reports.
+    print(f"[sparkml_tf.train rank {rank}] {message}", flush=True)
+
+
+def build_spec(raw: Any) -> Any:
+    """Build a raw sub-config (``{"type": ..., "eval": null, ...}``) into its object; pass objects through."""
+    if raw is None or not isinstance(raw, dict):
+        return raw
+    from sparkml_tf.config import build
+
+    return build({k: v for k, v in raw.items() if k != "eval"})
+
+
+def cluster_info() -> Dict[str, Any]:
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    num_workers = max(len(workers), 1)
+    rank = int(tf_config.get("task", {}).get("index", 0)) if num_workers > 1 else 0
+    return {"num_workers": num_workers, "rank": rank}
+
+
+def set_threads(threads: Optional[int]) -> None:
+    import tensorflow as tf
+
+    if not threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:
+        pass  # TF already initialised in this (reused) process: the earlier setting stays, which is harmless.
+
+
+def read_dataset_stats(dataset_dir: str, required: Sequence[str]) -> Dict[str, Any]:
+    """``<dataset_dir>/stats.json``, checked to hold the ``required`` keys."""
+    import tensorflow as tf
+
+    path = f"{dataset_dir}/stats.json"
+    if not tf.io.gfile.exists(path):
+        raise DataError("DATA_MISSING_STATS", f"no stats.json in the dataset directory; run the dataset job first (it writes {path})", path)
+    with tf.io.gfile.GFile(path) as f:
+        stats = json.load(f)
+    for key in required:
+        if key not in stats:
+            raise DataError("DATA_SCHEMA_MISMATCH", f"stats.json lacks '{key}'; rebuild the dataset with this version of sparkml_tf", path)
+    return stats
+
+
+def shard_files(dataset_dir: str, split: str) -> List[str]:
+    import tensorflow as tf
+
+    pattern = f"{dataset_dir}/tfrecord/{split}/part-*.tfrecord.gz"
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise DataError("DATA_MISSING_SPLIT", f"no TFRecord shards match {pattern}; run the dataset job first or fix dataset_dir", pattern)
+    return files
+
+
+def check_shards(files: List[str], num_workers: int, where: str) -> None:
+    if len(files) < num_workers:
+        raise DataError(
+            "DATA_TOO_FEW_SHARDS",
+            f"{len(files)} training shard(s) for {num_workers} workers, so some worker would get no data; "
+            "write at least one shard per worker (the dataset job's num_shards) or use fewer workers",
+            where,
+        )
+
+
+def copy_weights(dst, src) -> None:
+    """Assign ``src``'s weights to ``dst`` (same architecture, e.g. a plain copy of a distributed net)."""
+    import tensorflow as tf
+
+    for d, s in zip(dst.weights, src.weights):
+        d.assign(tf.convert_to_tensor(s))
+
+
+def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
+    """Train ``task`` with ``settings`` (batch_size, epochs, patience, learning_rate, checkpoint_dir,
+    checkpoint_every_steps, seed, steps_per_epoch); every worker returns, the chief exports."""
+    cluster = cluster_info()
+    rank, num_workers = cluster["rank"], cluster["num_workers"]
+    set_threads(settings.get("tf_threads"))
+    import keras
+    import tensorflow as tf
+
+    seed = int(settings.get("seed", 0))
+    keras.utils.set_random_seed(seed)
+    # Before any other TF op: the collective runtime is configured when the strategy is made.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if num_workers > 1 else tf.distribute.get_strategy()
+    global_batch = int(settings.get("batch_size", 256))
+    if global_batch % num_workers:
+        global_batch += num_workers - global_batch % num_workers  # equal per-worker batches
+    steps_per_epoch = int(settings.get("steps_per_epoch") or max(1, math.ceil(task.num_train_examples() / global_batch)))
+    epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 3))
+    checkpoint_every = max(1, int(settings.get("checkpoint_every_steps", 200)))
+    task.prepare()
+
+    with strategy.scope():
+        net = task.build()
+        optimizer = keras.optimizers.Adam(learning_rate=float(settings.get("learning_rate", 1e-3)))
+        optimizer.build(net.trainable_variables)
+
+    def dataset_fn(input_context):
+        batch = input_context.get_per_replica_batch_size(global_batch)
+        return task.dataset(input_context, batch, seed + input_context.input_pipeline_id)
+
+    # Training state outside the strategy: plain variables, identical on every worker.
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    best_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_metric")
+    bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
+    best_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name=f"best_{i}") for i, v in enumerate(net.weights)]
+    # model_weights as well as model: tf.train.Checkpoint does not see layers a Keras 3 layer keeps
+    # in a list (MultVAE's encoder), so only the flat list is sure to hold every weight.
+    checkpoint = tf.train.Checkpoint(
+        model=net, model_weights=list(net.weights), optimizer=optimizer, step=step, epochs_done=epochs_done,
+        best_metric=best_metric, bad_epochs=bad_epochs, best_weights=best_weights,
+    )
+    checkpoint_dir = settings["checkpoint_dir"]
+    is_chief = rank == 0
+    if is_chief:
+        tf.io.gfile.makedirs(checkpoint_dir)
+    own_dir = checkpoint_dir if is_chief else tempfile.mkdtemp(prefix=f"sparkml-tf-ckpt-worker{rank}-")
+    manager = tf.train.CheckpointManager(checkpoint, own_dir, max_to_keep=2)
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    history: List[Dict[str, Any]] = []
+    history_path = f"{checkpoint_dir}/history.json"
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if tf.io.gfile.exists(history_path):
+            with tf.io.gfile.GFile(history_path) as f:
+                history = [h for h in json.load(f) if h["epoch"] < int(epochs_done)]
+        log(rank, f"resumed from {latest} at step {int(step)} (epoch {int(epochs_done)})")
+    resumed_from = int(step)
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    @tf.function
+    def train_step(iterator):
+        def step_fn(batch):
+            with tf.GradientTape() as tape:
+                # The optimizer sums gradients over replicas, so each replica contributes 1/N of the mean.
+                value = net.loss(batch, training=True, step=step) / strategy.num_replicas_in_sync
+            grads = tape.gradient(value, net.trainable_variables)
+            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+            return value
+
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step_fn, args=(next(iterator),)), axis=None)
+
+    def save_history():
+        if is_chief:
+            with tf.io.gfile.GFile(history_path, "w") as f:
+                json.dump(history, f, indent=1)
+
+    stopped = int(bad_epochs) >= patience
+    for epoch in range(int(epochs_done), epochs):
+        if stopped:
+            break
+        start, losses = time.perf_counter(), []
+        while int(step) < (epoch + 1) * steps_per_epoch:
+            losses.append(train_step(iterator))
+            step.assign_add(1)
+            if int(step) % checkpoint_every == 0:
+                manager.save(checkpoint_number=int(step))
+        train_seconds = time.perf_counter() - start
+        metrics = task.evaluate(net)
+        value = float(metrics[task.metric])
+        epoch_loss = float(tf.reduce_mean(tf.stack(losses))) if losses else float("nan")
+        if value > float(best_metric):  # NaN never improves
+            best_metric.assign(value)
+            bad_epochs.assign(0)
+            for b, v in zip(best_weights, net.weights):
+                b.assign(tf.convert_to_tensor(v))
+        else:
+            bad_epochs.assign_add(1)
+        epochs_done.assign(epoch + 1)
+        seconds = time.perf_counter() - start
+        steps_run = len(losses)
+        history.append(
+            {"epoch": epoch, "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
+             "examples_per_s": steps_run * global_batch / train_seconds if train_seconds > 0 else None}
+        )
+        if is_chief:  # every rank computes the same numbers; one copy is enough
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            log(rank, f"epoch {epoch}: loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
+        save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
+        manager.save(checkpoint_number=int(step))
+        stopped = int(bad_epochs) >= patience
+
+    if math.isfinite(float(best_metric)):  # keep the best epoch's weights, not the last one's
+        for v, b in zip(net.weights, best_weights):
+            v.assign(tf.convert_to_tensor(b))
+    if not is_chief:
+        shutil.rmtree(own_dir, ignore_errors=True)
+    return LoopResult(
+        net=net,
+        history=history,
+        best_metric=float(best_metric),
+        epochs_run=int(epochs_done),
+        steps=int(step),
+        resumed_from_step=resumed_from,
+        steps_per_epoch=steps_per_epoch,
+        global_batch_size=global_batch,
+        rank=rank,
+        num_workers=num_workers,
+    )

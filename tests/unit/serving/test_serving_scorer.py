@@ -1,0 +1,341 @@
+import os
+import shutil
+import sys
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.features.index import Encoder, FeatureIndex
+from sparkml_tf.models.wide_deep import WideDeep
+from sparkml_tf.serving import scorer as scorer_module
+from sparkml_tf.serving import servable as servable_module
+from sparkml_tf.serving.export import export_ctr_model
+from sparkml_tf.serving.row_encoder import RowEncoder
+from sparkml_tf.serving.scorer import Scorer, ServingError
+from sparkml_tf.serving.servable import read_warmup_requests
+
+
+def tiny_index(extra_field: bool = False) -> FeatureIndex:
+    fields = [
+        {"name": "I1", "kind": "numeric", "boundaries": [1.0, 10.0, 100.0]},
+        {"name": "I2", "kind": "numeric", "boundaries": [0.5, 5.0]},
+        {"name": "C1", "kind": "categorical", "vocab": ["a", "b", "c", "d"]},
+        {"name": "C2", "kind": "categorical", "vocab": ["x", "y", "5"]},
+        {"name": "C3", "kind": "categorical", "vocab": ["p", "q"]},
+    ]
+    if extra_field:
+        fields.append({"name": "C4", "kind": "categorical", "vocab": ["z"]})
+    return FeatureIndex(fields, [{"fields": ["C1", "C2"], "buckets": 7}, {"fields": ["C1", "C2", "C3"], "buckets": 5}])
+
+
+def raw_rows(count: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def pick(values):
+        return values[rng.integers(len(values))]
+
+    rows = []
+    for _ in range(count):
+        rows.append(
+            {
+                "I1": pick([None, 0.3, 3.0, 42.0, 1000.0, 7]),
+                "I2": pick([None, -2.0, 0.7, 9.5]),
+                "C1": pick(["a", "b", "c", "d", "zz", "", None]),
+                "C2": pick(["x", "y", "5", "unknown", None]),
+                "C3": pick(["p", "q", None]),
+                "request_id": "r1",  # passthrough keys are ignored
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two real Wide & Deep exports (different weights) to copy into per-test export dirs."""
+    source = str(tmp_path_factory.mktemp("exports"))
+    index = tiny_index()
+    for seed in (1, 2):
+        spec = WideDeep(embedding_dim=4, hidden_units=[8, 8], seed=seed)
+        net = spec.build(index)
+        net.wide_weights.assign(tf.random.stateless_normal(net.wide_weights.shape, seed=[seed, 0]))  # zeros at init
+        export_ctr_model(spec, net, index, source, warmup_records=20)
+    return {1: f"{source}/1", 2: f"{source}/2"}
+
+
+def publish(model_dir: str, export_dir: str, version: int) -> str:
+    """Copy a version into place the way export_ctr_model does: a temp sibling, then a rename."""
+    os.makedirs(export_dir, exist_ok=True)
+    tmp = f"{export_dir}/.{version}.tmp"
+    shutil.copytree(model_dir, tmp)
+    final = f"{export_dir}/{version}"
+    os.rename(tmp, final)
+    return final
+
+
+def publish_broken(model_dir: str, export_dir: str, version: int, how: str) -> str:
+    tmp = f"{export_dir}/.{version}.tmp"
+    shutil.copytree(model_dir, tmp)
+    if how == "corrupt":
+        with open(f"{tmp}/saved_model.pb", "wb") as f:
+            f.write(b"not a SavedModel")
+    else:  # an index the model was not trained on
+        tiny_index(extra_field=True).save(f"{tmp}/assets")
+    os.rename(tmp, f"{export_dir}/{version}")
+    return f"{export_dir}/{version}"
+
+
+def signature_scores(model_dir: str, rows) -> np.ndarray:
+    """The reference: the SavedModel's public signature on the feature index's Encoder output."""
+    loaded = tf.saved_model.load(model_dir)
+    encoded = Encoder(FeatureIndex.load(f"{model_dir}/assets")).encode_rows(rows)
+    return loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in encoded.items()})["probability"].numpy()
+
+
+def test_loads_newest_version_and_scores_raw_rows_like_the_signature(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    publish(models[2], export_dir, 2)
+    rows = raw_rows(40)
+    switch = sys.getswitchinterval()
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer.version == 2
+        assert sys.getswitchinterval() == switch  # only shortened while loading
+        got = scorer.score(rows)
+        assert got.dtype == np.float32 and got.shape == (40,)
+        np.testing.assert_allclose(got, signature_scores(models[2], rows), rtol=1e-5, atol=1e-7)
+        encoded = Encoder(tiny_index()).encode_rows(rows)
+        np.testing.assert_allclose(scorer.score_ids(encoded["deep_ids"], encoded["wide_ids"], encoded["dense"]), got, rtol=1e-6)
+        assert not np.allclose(got, signature_scores(models[1], rows))  # the two versions differ
+        metrics = scorer.metrics()
+        assert metrics["version"] == 2 and metrics["fast_call"] is True and metrics["warmup_records"] == 20
+        assert metrics["loads"] == 1 and metrics["failed_loads"] == 0 and metrics["last_error"] is None
+        assert scorer.score([]).shape == (0,)
+
+
+def test_warmup_requests_are_read_from_the_export(models):
+    batches = read_warmup_requests(f"{models[1]}/assets.extra/tf_serving_warmup_requests", models[1])
+    assert len(batches) == 20
+    deep, wide, dense = batches[0]
+    assert deep.shape == (1, 5) and wide.shape == (1, 7) and dense.shape == (1, 2)
+    assert deep.dtype == np.int64 and dense.dtype == np.float32
+
+
+def test_without_warmup_file_it_still_loads(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    path = publish(models[1], export_dir, 1)
+    shutil.rmtree(f"{path}/assets.extra")
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer.metrics()["warmup_records"] == 0
+        np.testing.assert_allclose(scorer.score(raw_rows(5)), signature_scores(models[1], raw_rows(5)), rtol=1e-5, atol=1e-7)
+
+
+def test_xla_pads_to_batch_sizes_and_matches(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    rows = raw_rows(21, seed=3)
+    with Scorer(export_dir, poll_seconds=None) as plain, Scorer(export_dir, poll_seconds=None, xla=True, batch_sizes=(4, 8)) as xla:
+        assert xla.metrics()["xla"] is True
+        for count in (1, 3, 8, 21):  # padded to 4 or 8; 21 = 8 + 8 + 5 (padded to 8)
+            np.testing.assert_allclose(xla.score(rows[:count]), plain.score(rows[:count]), rtol=1e-5, atol=1e-6)
+
+
+def test_hot_swap_under_concurrent_requests(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    rows = raw_rows(30, seed=1)
+    old, new = signature_scores(models[1], rows), signature_scores(models[2], rows)
+    results, errors, stop = [], [], threading.Event()
+    with Scorer(export_dir, poll_seconds=0.05) as scorer:
+        first = weakref.ref(scorer._servable._keep[0])  # the loaded SavedModel of version 1
+
+        def client():
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    results.append((started, scorer.score(rows)))
+                except Exception as e:  # recorded: the test asserts there are none
+                    errors.append(e)
+
+        threads = [threading.Thread(target=client) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        publish(models[2], export_dir, 2)
+        deadline = time.monotonic() + 60
+        while scorer.version != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        swapped_at = time.monotonic()
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert scorer.version == 2 and not errors
+        kinds = []
+        for started, got in results:
+            if np.allclose(got, old, rtol=1e-5, atol=1e-7):
+                kinds.append((started, "old"))
+            else:
+                np.testing.assert_allclose(got, new, rtol=1e-5, atol=1e-7)  # every result is one model's, whole
+                kinds.append((started, "new"))
+        assert {k for _, k in kinds} == {"old", "new"}
+        # a call that starts after the switch gets the new version
+        assert all(k == "new" for t, k in kinds if t > swapped_at)
+        assert any(t > swapped_at for t, _ in kinds)
+        np.testing.assert_allclose(scorer.score(rows), new, rtol=1e-5, atol=1e-7)
+        metrics = scorer.metrics()
+        assert metrics["swaps"] == 1 and metrics["loads"] == 2 and metrics["failed_loads"] == 0
+        assert first() is None  # the old version was released (by reference counting: no gc pass needed)
+    assert not scorer._thread.is_alive()
+
+
+@pytest.mark.parametrize("how, code", [("corrupt", "MODEL_LOAD_FAILED"), ("other_index", "MODEL_SIGNATURE_MISMATCH")])
+def test_a_broken_new_version_does_not_break_serving(models, tmp_path, how, code):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    rows = raw_rows(10)
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        publish_broken(models[2], export_dir, 2, how)
+        assert scorer.refresh() is False
+        assert scorer.version == 1
+        assert isinstance(scorer.last_error, SparkmlTfError) and scorer.last_error.code == code
+        assert scorer.last_error.path.endswith("/2")
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(models[1], rows), rtol=1e-5, atol=1e-7)
+        metrics = scorer.metrics()
+        assert metrics["failed_versions"] == [2] and metrics["failed_loads"] == 1 and code in metrics["last_error"]
+        assert scorer.refresh() is False  # not retried
+        assert scorer.metrics()["failed_loads"] == 1
+        publish(models[2], export_dir, 3)
+        assert scorer.refresh() is True and scorer.version == 3
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(models[2], rows), rtol=1e-5, atol=1e-7)
+
+
+def test_a_broken_version_found_by_the_poller_is_reported(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    with Scorer(export_dir, poll_seconds=0.05) as scorer:
+        publish_broken(models[2], export_dir, 2, "corrupt")
+        deadline = time.monotonic() + 30
+        while scorer.last_error is None and time.monotonic() < deadline:
+            scorer.score(raw_rows(3))
+        assert scorer.last_error.code == "MODEL_LOAD_FAILED" and scorer.version == 1
+        assert scorer._thread.is_alive()
+
+
+def test_initial_load_falls_back_to_an_older_good_version(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    publish_broken(models[2], export_dir, 2, "corrupt")
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer.version == 1 and scorer.last_error.code == "MODEL_LOAD_FAILED"
+
+
+def test_model_errors(models, tmp_path):
+    with pytest.raises(DataError) as e:
+        Scorer(str(tmp_path / "missing"), poll_seconds=None)
+    assert e.value.code == "MODEL_NOT_FOUND" and e.value.path.endswith("missing")
+    export_dir = str(tmp_path / "export")
+    os.makedirs(f"{export_dir}/.1.tmp-abc")  # an export in progress is not a version
+    with pytest.raises(DataError) as e:
+        Scorer(export_dir, poll_seconds=None)
+    assert e.value.code == "MODEL_NOT_FOUND"
+    publish_broken(models[1], export_dir, 1, "other_index")
+    with pytest.raises(DataError) as e:
+        Scorer(export_dir, poll_seconds=None)
+    assert e.value.code == "MODEL_SIGNATURE_MISMATCH" and "deep_ids" in e.value.message and e.value.path.endswith("/1")
+
+
+def test_bad_inputs_and_closed_scorer(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    scorer = Scorer(export_dir, poll_seconds=1)
+    encoded = Encoder(tiny_index()).encode_rows(raw_rows(4))
+    with pytest.raises(DataError) as e:
+        scorer.score_ids(encoded["deep_ids"][:, :3], encoded["wide_ids"], encoded["dense"])
+    assert e.value.code == "DATA_SCHEMA_MISMATCH" and "deep_ids" in e.value.message
+    with pytest.raises(DataError) as e:
+        scorer.score_ids(encoded["deep_ids"], encoded["wide_ids"] + 10_000, encoded["dense"])
+    assert e.value.code == "DATA_BAD_ROWS" and "wide_ids" in e.value.message
+    with pytest.raises(DataError) as e:
+        scorer.score([{"I1": "not a number"}])
+    assert e.value.code == "DATA_BAD_ROWS"
+    scorer.close()
+    assert not scorer._thread.is_alive()
+    with pytest.raises(ServingError) as e:
+        scorer.score(raw_rows(1))
+    assert e.value.code == "SCORER_CLOSED"
+
+
+def test_an_unusable_direct_call_falls_back_to_the_signature(models, tmp_path, monkeypatch):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+
+    def wrong(fn):
+        return lambda deep_ids, wide_ids, dense: np.zeros(len(deep_ids), np.float32)
+
+    monkeypatch.setattr(servable_module, "make_fast_call", wrong)
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer.metrics()["fast_call"] is False
+        np.testing.assert_allclose(scorer.score(raw_rows(6)), signature_scores(models[1], raw_rows(6)), rtol=1e-5, atol=1e-7)
+
+
+def assert_same_encoding(rows, index):
+    expected = Encoder(index).encode_rows(rows)
+    got = RowEncoder(Encoder(index)).encode_rows(rows)
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_row_encoder_equals_encoder_on_plain_rows():
+    index = tiny_index()
+    rows = raw_rows(200, seed=5)
+    rows[0] = {"C1": "a"}  # absent keys are missing values
+    rows[1] = {"I1": float("nan"), "I2": None, "C1": "", "C2": None, "C3": "q"}
+    rows[2] = {"I1": 10, "I2": 5.0, "C1": "d", "C2": "5", "C3": "p"}  # on a boundary, side="right"
+    assert RowEncoder(Encoder(index)).try_encode(rows) is not None  # the fast path handles them
+    assert_same_encoding(rows, index)
+    assert_same_encoding(rows[:1], index)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"C2": 5},  # a number in a categorical field is compared as a string
+        {"C2": 5.0},
+        {"C1": b"a"},
+        {"I1": "42"},  # a numeric string
+        {"I1": " 3.5 "},
+        {"I1": np.float32(2.5)},
+        {"C3": float("nan")},
+        {"I2": True},
+    ],
+)
+def test_row_encoder_defers_other_values_to_the_encoder(odd):
+    index = tiny_index()
+    rows = raw_rows(5, seed=2)
+    rows[3] = {**rows[3], **odd}
+    assert RowEncoder(Encoder(index)).try_encode(rows) is None
+    assert_same_encoding(rows, index)
+
+
+@pytest.mark.parametrize("bad", [{"I1": "abc"}, {"I2": float("inf")}])
+def test_row_encoder_reports_bad_values_like_the_encoder(bad):
+    rows = raw_rows(3)
+    rows[1] = {**rows[1], **bad}
+    with pytest.raises(DataError) as e:
+        RowEncoder(Encoder(tiny_index())).encode_rows(rows)
+    assert e.value.code == "DATA_BAD_ROWS"
+
+
+def test_gil_switch_interval_is_restored_after_overlapping_loads():
+    before = sys.getswitchinterval()
+    with scorer_module.gil_switch_interval(0.0001):
+        with scorer_module.gil_switch_interval(0.0001):
+            assert sys.getswitchinterval() == pytest.approx(0.0001)
+        assert sys.getswitchinterval() == pytest.approx(0.0001)
+    assert sys.getswitchinterval() == before
