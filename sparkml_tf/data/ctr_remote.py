@@ -12,13 +12,9 @@ int64 list, ``dense`` float list. Shards are named, placed and moved into place 
 from __future__ import annotations
 
 import collections
-import os
-import shutil
-import tempfile
-import uuid
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
-from sparkml_tf.data.tfrecord_remote import RESULT_SCHEMA, SHARD_NAME, _upload
+from sparkml_tf.data.tfrecord_remote import RESULT_SCHEMA, SHARD_NAME, write_records
 
 ID_COLUMNS = ("deep_ids", "wide_ids", "dense")
 # Encoders kept per Python worker (Spark reuses workers across tasks), by index version.
@@ -91,40 +87,6 @@ def _examples(batches: Iterator) -> Iterator[bytes]:
                 "dense": train.Feature(float_list=train.FloatList(value=lists["dense"][i])),
             }
             yield train.Example(features=train.Features(feature=feature)).SerializeToString()
-
-
-def write_records(path: str, records: Iterator[bytes]) -> int:
-    """Write serialized records as a gzipped TFRecord file at ``path`` (local or a URI), through
-    a hidden temporary name moved into place; return how many."""
-    import tensorflow as tf
-
-    from sparkml_tf.filesystems import normalize
-
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    local_path = normalize(path)  # file://, dbfs:/ (FUSE) -> local paths, as write_shard does
-    remote = "://" in local_path
-    scratch = tempfile.mkdtemp(prefix="sparkml-tf-shard-") if remote else None
-    if scratch:
-        tmp = os.path.join(scratch, os.path.basename(path))
-    else:
-        os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
-        tmp = os.path.join(os.path.dirname(local_path), f".{os.path.basename(local_path)}.tmp-{uuid.uuid4().hex[:8]}")
-    count = 0
-    try:
-        with tf.io.TFRecordWriter(tmp, options) as writer:
-            for record in records:
-                writer.write(record)
-                count += 1
-        if scratch:
-            _upload(tmp, path)
-        else:
-            os.replace(tmp, local_path)
-    finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-        elif os.path.exists(tmp):
-            os.remove(tmp)
-    return count
 
 
 def _encoder(index: Dict[str, Any]):

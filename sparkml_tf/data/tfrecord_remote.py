@@ -60,6 +60,14 @@ def write_shard(path: str, rows: Iterator[tuple], bytes_fields: Sequence[str], i
     """Write ``rows`` (bytes fields then int64 lists, in that order) as a gzipped TFRecord file."""
     import tensorflow as tf
 
+    return write_records(path, (_example(tf, row, bytes_fields, int64_list_fields) for row in rows))
+
+
+def write_records(path: str, records: Iterator[bytes]) -> int:
+    """Write serialized records as a gzipped TFRecord file at ``path`` (local or a URI), through
+    a hidden temporary name moved into place; return how many."""
+    import tensorflow as tf
+
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     local_path = normalize(path)  # file://, dbfs:/ (FUSE) -> local paths; s3a:// -> s3://
     remote = "://" in local_path
@@ -73,8 +81,8 @@ def write_shard(path: str, rows: Iterator[tuple], bytes_fields: Sequence[str], i
     count = 0
     try:
         with tf.io.TFRecordWriter(tmp, options) as writer:
-            for row in rows:
-                writer.write(_example(tf, row, bytes_fields, int64_list_fields))
+            for record in records:
+                writer.write(record)
                 count += 1
         if remote:
             _upload(tmp, path)

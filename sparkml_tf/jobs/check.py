@@ -33,7 +33,9 @@ def _probe(modules: List[str]):
                 found[module] = getattr(importlib.import_module(module), "__version__", "?")
             except ImportError as e:
                 found[module] = f"MISSING ({e})"
-        yield {"host": socket.gethostname(), "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(), **found}
+        pyspark = sys.modules.get("pyspark")  # this worker runs pyspark: where from (the cluster's pyspark.zip?)
+        origin = os.path.dirname(getattr(pyspark, "__file__", "") or "")
+        yield {"host": socket.gethostname(), "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(), "pyspark_from": origin, **found}
 
     return probe
 
@@ -58,7 +60,6 @@ class CheckEnvironment(Job):
             raise SparkmlTfError("SPARK_EXECUTOR_ENV", f"executors lack modules: {', '.join(missing)}; install them in the executors' Python (PYSPARK_PYTHON) or ship an environment with spark-submit --archives")
         for report in {tuple(sorted((k, v) for k, v in r.items() if k != "pid")) for r in reports}:
             LOGGER.info("executor: %s", dict(report))
-        summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports}),
-                   "python_executables": len({r["executable"] for r in reports})}
+        summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports})}
         ctx.tracker.log_metrics(summary)
         return summary
