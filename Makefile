@@ -7,7 +7,7 @@ DEMO_CONFIG ?= conf/movielens/config.json
 DEMO_MACROS ?= conf/movielens/macros.json
 PYTEST_ARGS ?=
 
-.PHONY: demo test smoke java venv clean petastorm-env test-petastorm
+.PHONY: demo test smoke java venv clean petastorm-env test-petastorm pack
 
 java:
 	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { \
@@ -34,6 +34,11 @@ test: java venv
 
 clean:
 	rm -rf runs mlruns.db mlartifacts .pytest_cache
+
+# The environment for cluster executors (interpreter included, pyspark left to the cluster): docs/running-standalone.md.
+PACK_OUTPUT ?= sparkml_tf_env.tar.gz
+pack: venv
+	$(PY) -m sparkml_tf.deploy.pack --output $(PACK_OUTPUT)
 
 # Petastorm needs pyarrow<15 (so pyspark 4.0, numpy 1.26, TF 2.18): its own environment, see docs/petastorm.md.
 PETASTORM_PYTHON ?= python3.11

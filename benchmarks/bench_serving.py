@@ -1,8 +1,8 @@
 """Online CTR scoring latency: the in-process :class:`sparkml_tf.serving.scorer.Scorer` on a Wide &
 Deep model of production size, against a plain ``tf.function`` over the same weights.
 
-    .venv/bin/python benchmarks/bench_serving.py            # about 5 minutes
-    .venv/bin/python benchmarks/bench_serving.py --quick    # about 1 minute, noisier tails
+    .venv/bin/python benchmarks/bench_serving.py            # about 7 minutes on 2 busy cores
+    .venv/bin/python benchmarks/bench_serving.py --quick    # about 2 minutes, noisier tails
 
 The model: 13 numeric + 47 categorical fields (60 deep features: 10-dim embeddings, 613 inputs
 into 3 x 256 ReLU and one logit) and 20 pair crosses (80 wide features), exported with
@@ -105,7 +105,7 @@ def raw_requests(index, count: int, vocab: int, seed: int = 0) -> List[List[dict
 
 def timed_calls(fn: Callable[[int], object], calls: int, threads: int, count: int):
     """``calls`` calls of ``fn(request number)`` spread over ``threads`` threads: (latencies in
-    ms, wall seconds)."""
+    ms, wall seconds, CPU seconds of the whole process: TensorFlow's pool threads included)."""
     latencies: List[List[float]] = [[] for _ in range(threads)]
     barrier = threading.Barrier(threads + 1)
 
@@ -121,14 +121,15 @@ def timed_calls(fn: Callable[[int], object], calls: int, threads: int, count: in
     for thread in pool:
         thread.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for thread in pool:
         thread.join()
-    return np.concatenate([np.asarray(x) for x in latencies]), time.perf_counter() - start
+    return np.concatenate([np.asarray(x) for x in latencies]), time.perf_counter() - start, time.process_time() - cpu
 
 
-def summary(latencies: np.ndarray, wall: float) -> Dict[str, float]:
+def summary(latencies: np.ndarray, wall: float, cpu: float) -> Dict[str, float]:
     return {
+        "cpu ms": cpu / len(latencies) * 1e3,
         "p50": float(np.percentile(latencies, 50)),
         "p99": float(np.percentile(latencies, 99)),
         "p99.9": float(np.percentile(latencies, 99.9)),
@@ -198,7 +199,7 @@ def watch_gc() -> Dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls, rounds and swaps (about a minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer calls, rounds and swaps (about 2 minutes)")
     parser.add_argument("--calls", type=int, default=2000, help="calls per path and round")
     parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds; medians are reported")
     parser.add_argument("--swaps", type=int, default=5, help="version swaps measured per scorer")
@@ -246,12 +247,14 @@ def main() -> None:
             np.testing.assert_allclose(fn(*[tf.constant(a) for a in batches[0]]).numpy(), expected, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(scorers[True].score(requests[0]), expected, rtol=1e-4, atol=1e-6)
         row_encoder = scorers[False]._servable.encoder
+        direct = scorers[False]._servable._predict  # what score_ids calls after its input checks
 
         model_paths = {
             "Scorer.score_ids": lambda i: scorers[False].score_ids(*batches[i]),
             "Scorer.score_ids, XLA": lambda i: scorers[True].score_ids(*batches[i]),
             "reference tf.function(jit_compile=True)": lambda i: reference["tf.function(jit_compile=True)"](*[tf.constant(a) for a in batches[i]]).numpy(),
             "reference tf.function": lambda i: reference["tf.function"](*[tf.constant(a) for a in batches[i]]).numpy(),
+            "the scorer's graph function alone": lambda i: direct(*batches[i]),
             "public signature call (numpy kwargs)": lambda i: signature(deep_ids=batches[i][0], wide_ids=batches[i][1], dense=batches[i][2])["probability"].numpy(),
         }
         raw_paths = {
@@ -266,7 +269,8 @@ def main() -> None:
         print(f"Wide & Deep: {index.num_deep} deep features x 10 dims + {index.num_dense} dense -> 3 x 256 ReLU -> 1; "
               f"{index.num_wide} wide features ({len(index.crosses)} crosses); deep_size {index.deep_size:,}, wide_size {index.wide_size:,}")
         print(f"{ROWS} rows per request; {os.cpu_count()} CPUs; TF threads intra {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}; "
-              f"{args.calls} calls per path and round, {args.repeats} rounds, medians of per-round percentiles", flush=True)
+              f"{args.calls} calls per path and round, {args.repeats} rounds, medians of per-round percentiles; "
+              f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
         for name, fn, threads, calls in plan:  # warm-up
             timed_calls(fn, min(calls, 100), threads, len(requests))
         gc_counts = watch_gc()
@@ -295,9 +299,9 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     print()
-    print(f"{'path (median over rounds)':<46} {'threads':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'rows/s':>10}")
+    print(f"{'path (median over rounds)':<46} {'threads':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'rows/s':>10} {'CPU ms/call':>11}")
     for (name, threads), r in results.items():
-        print(f"{name:<46} {threads:>7} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['p99.9']:>9.3f} {r['max']:>8.2f} {r['rows/s']:>10,.0f}")
+        print(f"{name:<46} {threads:>7} {r['p50']:>8.3f} {r['p99']:>8.3f} {r['p99.9']:>9.3f} {r['max']:>8.2f} {r['rows/s']:>10,.0f} {r['cpu ms']:>11.3f}")
 
     print()
     print("ratios, scorer / reference (p50, p99.9, throughput; < 1 is faster for latency, > 1 is better for throughput):")
@@ -327,7 +331,7 @@ def main() -> None:
     for goal, limit in GOALS.items():
         marks = ["met" if value <= limit else "NOT met" for value in measured[goal]]
         print(f"  {goal:<22} <= {limit:<5} {measured[goal][0]:>40.3f} {marks[0]:<8} {measured[goal][1]:7.3f} {marks[1]}")
-    print(f"garbage collections while timing: {gc_counts}")
+    print(f"garbage collections while timing: {gc_counts}; load average {os.getloadavg()[0]:.1f} at the end (1 min)")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -312,16 +312,20 @@ def _tarinfo(name: str, size: int, mode: int, mtime: float) -> tarfile.TarInfo:
     return info
 
 
+def _check_output(path: str) -> None:
+    if not path.endswith((".tar.gz", ".tgz", ".tar")):
+        raise PackError("PACK_BAD_OUTPUT", f"the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar's files)", path)
+
+
 def _open(path: str, compresslevel: int) -> tarfile.TarFile:
     if path.endswith((".tar.gz", ".tgz")):
         return tarfile.open(path, "w:gz", compresslevel=compresslevel, format=tarfile.PAX_FORMAT)
-    if path.endswith(".tar"):
-        return tarfile.open(path, "w", format=tarfile.PAX_FORMAT)
-    raise PackError("PACK_BAD_OUTPUT", f"{path}: the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar)")
+    return tarfile.open(path, "w", format=tarfile.PAX_FORMAT)
 
 
 def pack(output: str, extras: Iterable[str] = (), compresslevel: int = 1, key: Optional[str] = None) -> PackReport:
     """Write the archive to ``output`` (atomically: a partial archive never has the final name)."""
+    _check_output(output)
     extras = tuple(extras)
     start = time.perf_counter()
     members = plan(extras)

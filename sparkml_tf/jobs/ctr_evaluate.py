@@ -17,7 +17,9 @@ from sparkml_tf.filesystems import read_json, write_json
 from sparkml_tf.jobs.base import Job, RunContext
 
 LOGGER = logging.getLogger(__name__)
-BASELINES = ("logistic_regression",)
+# Baseline name -> the encoded id column its one-hot features come from: every field's id alone
+# (the classic Criteo baseline), or every field plus the declared crosses (the wide part alone).
+BASELINES = {"logistic_regression": "deep_ids", "logistic_regression_crosses": "wide_ids"}
 SPLITS = ("test", "validation")
 ENCODED_COLUMNS = ("split", "label", "deep_ids", "wide_ids", "dense")
 
@@ -31,8 +33,10 @@ class EvaluateCtr(Job):
 
     The model is the highest version under ``export_dir``, run on executors (``batch_size`` rows
     per call). ``logistic_regression``: Spark ML's binomial LogisticRegression over the one-hot
-    vector of each row's ``wide_ids`` (size ``wide_size``), L2 penalty ``lr_reg_param`` on the
-    unstandardised weights, at most ``lr_max_iter`` iterations. An existing ``output_path`` is
+    vector of each row's ``deep_ids`` (one id per field, numeric fields bucketized; size
+    ``deep_size``); ``logistic_regression_crosses``: the same over ``wide_ids`` (the fields and
+    the declared crosses, what the model's wide part sees; size ``wide_size``). L2 penalty
+    ``lr_reg_param`` on the unstandardised weights, at most ``lr_max_iter`` iterations. An existing ``output_path`` is
     returned as it is unless ``--force``. Also logs the metrics and the file to the tracker.
     """
 
@@ -74,12 +78,12 @@ class EvaluateCtr(Job):
 
         spark = ctx.spark
         model_path = latest_version(self.export_dir)
-        encoded, wide_size = self._read_encoded(spark, model_path)
+        encoded, sizes = self._read_encoded(spark, model_path)
         ctx.describe(f"{self.name}: score the {self.split} split with {model_path}")
         metrics = self._model_metrics(encoded, model_path)
         for baseline in self.baselines:
             ctx.describe(f"{self.name}: {baseline} baseline")
-            metrics.update({f"{baseline}/{key}": value for key, value in self._logistic_regression(encoded, wide_size).items()})
+            metrics.update({f"{baseline}/{key}": value for key, value in self._logistic_regression(encoded, BASELINES[baseline], sizes).items()})
         write_json(self.output_path, metrics)
         ctx.tracker.log_params({f"{self.name}.split": self.split, f"{self.name}.model_path": model_path, f"{self.name}.baselines": self.baselines, f"{self.name}.lr_reg_param": self.lr_reg_param})
         ctx.tracker.log_metrics(metrics)
@@ -90,7 +94,7 @@ class EvaluateCtr(Job):
         return metrics
 
     def _read_encoded(self, spark, model_path: str):
-        """``(encoded dataset, wide_size)``, after checking that the dataset's feature index is the
+        """``(encoded dataset, {"deep_ids": deep_size, "wide_ids": wide_size})``, after checking that the dataset's feature index is the
         one the model was exported with."""
         from sparkml_tf.features.index import FeatureIndex
         from sparkml_tf.jobs.ctr_dataset import feature_index_path
@@ -113,7 +117,7 @@ class EvaluateCtr(Job):
                 f"the model was exported with feature index {model_index.version} but the dataset is encoded with {dataset_index.version}, so ids mean different things; evaluate a model trained on this dataset, or rebuild the dataset",
                 path,
             )
-        return df, dataset_index.wide_size
+        return df, {"deep_ids": dataset_index.deep_size, "wide_ids": dataset_index.wide_size}
 
     def _split(self, encoded, split: str):
         from pyspark.sql import functions as F
@@ -128,7 +132,7 @@ class EvaluateCtr(Job):
         rows = self._split(encoded, self.split).select("label", "deep_ids", "wide_ids", "dense")
         return self._metrics(rows.mapInArrow(fn, "label double, probability double"), "the model")
 
-    def _logistic_regression(self, encoded, wide_size: int) -> Dict[str, Any]:
+    def _logistic_regression(self, encoded, column: str, sizes: Dict[str, int]) -> Dict[str, Any]:
         from pyspark.ml.classification import LogisticRegression
         from pyspark.ml.functions import vector_to_array
         from pyspark.ml.linalg import VectorUDT
@@ -136,9 +140,9 @@ class EvaluateCtr(Job):
 
         from sparkml_tf.spark.ctr_inference_remote import one_hot
 
-        size = int(wide_size)
+        size = int(sizes[column])
         features = F.udf(lambda ids: one_hot(ids, size), VectorUDT())  # built on executors
-        frame = lambda split: self._split(encoded, split).select(F.col("label").cast("double").alias("label"), features("wide_ids").alias("features"))  # noqa: E731
+        frame = lambda split: self._split(encoded, split).select(F.col("label").cast("double").alias("label"), features(column).alias("features"))  # noqa: E731
         train = frame("train").cache()
         try:
             num_train = train.count()

@@ -133,8 +133,9 @@ def ctr_net_base():
             deep_ids = tf.convert_to_tensor(features["deep_ids"], tf.int64)
             vectors = tf.gather(self.deep_embeddings, deep_ids)  # [B, num_deep, D]
             flat = tf.reshape(vectors, [-1, self.sizes["num_deep"] * self.spec.embedding_dim])
-            dense = tf.reshape(tf.cast(features["dense"], tf.float32), [-1, self.sizes["num_dense"]])
-            return tf.concat([flat, dense], axis=1)
+            if self.sizes["num_dense"] == 0:  # (a [B, 0] tensor cannot be reshaped with -1)
+                return flat
+            return tf.concat([flat, tf.cast(features["dense"], tf.float32)], axis=1)
 
         def call(self, features: Dict[str, Any], training: bool = False):
             return self.logit(features, self.x0(features), training)

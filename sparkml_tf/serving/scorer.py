@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.errors import ConfigError, DataError, SparkmlTfError
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZES = (1, 16, 100, 256, 1024)
@@ -61,11 +61,18 @@ class Scorer:
         batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
         load_switch_interval: Optional[float] = 0.0005,
     ):
+        sizes = sorted({int(b) for b in batch_sizes}) if all(isinstance(b, int) and not isinstance(b, bool) for b in batch_sizes) else []
+        if not sizes or sizes[0] < 1:
+            raise ConfigError("CONFIG_BAD_VALUE", f"batch_sizes must be positive whole numbers (the request batch sizes to warm up), got {list(batch_sizes)}", "batch_sizes")
+        if poll_seconds is not None and poll_seconds < 0:
+            raise ConfigError("CONFIG_BAD_VALUE", f"poll_seconds must be >= 0 (0 or None: no poller, call refresh()), got {poll_seconds}", "poll_seconds")
+        if load_switch_interval is not None and load_switch_interval <= 0:
+            raise ConfigError("CONFIG_BAD_VALUE", f"load_switch_interval must be > 0 seconds, or None to leave the interpreter's alone, got {load_switch_interval}", "load_switch_interval")
         self.export_dir = export_dir.rstrip("/")
         self.xla = bool(xla)
         self.poll_seconds = poll_seconds
         self.warmup = warmup
-        self.batch_sizes = tuple(batch_sizes)
+        self.batch_sizes = tuple(sizes)
         self.load_switch_interval = load_switch_interval
         self.last_error: Optional[SparkmlTfError] = None
         self._failed: Dict[int, str] = {}

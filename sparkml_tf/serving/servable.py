@@ -95,9 +95,7 @@ def load_servable(path: str, version: int, xla: bool = False, batch_sizes: Seque
     signature = loaded.signatures["serving_default"]
     widths = {"deep_ids": feature_index.num_deep, "wide_ids": feature_index.num_wide, "dense": feature_index.num_dense}
     check_signature(signature, widths, path)
-    sizes = tuple(sorted({int(b) for b in batch_sizes}))
-    if not sizes or sizes[0] < 1:
-        raise DataError("MODEL_BAD_BATCH_SIZES", f"batch_sizes must be positive integers, got {list(batch_sizes)}", path)
+    sizes = tuple(sorted(set(batch_sizes)))  # checked by the Scorer
 
     public = make_public_call(signature)
     target = jit_wrapper(signature, widths) if xla else signature

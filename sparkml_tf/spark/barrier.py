@@ -70,15 +70,17 @@ def available_slots(sc) -> int:
 def _check_slots(sc, num_workers: int, wait_s: float = 0.0) -> None:
     slots = available_slots(sc)
     # On a cluster, executors register some seconds after the application starts: wait for them.
-    deadline = time.monotonic() + (0.0 if sc.master.startswith("local") else wait_s)
+    start = time.monotonic()
+    deadline = start + (0.0 if sc.master.startswith("local") else wait_s)
     while num_workers > slots and time.monotonic() < deadline:
         time.sleep(1.0)
         slots = available_slots(sc)
     if num_workers > slots:
+        waited = f", after waiting {time.monotonic() - start:.0f}s for executors to register" if time.monotonic() > start + 1 else ""
         raise DistributedError(
             "SPARK_NOT_ENOUGH_SLOTS",
             f"{num_workers} barrier workers need {num_workers} concurrent task slots, but the cluster offers {slots} "
-            f"(executor cores / spark.task.cpus {sc.getConf().get('spark.task.cpus', '1')}, after waiting {wait_s:.0f}s for executors to register); "
+            f"(executor cores / spark.task.cpus {sc.getConf().get('spark.task.cpus', '1')}{waited}); "
             "a barrier stage would wait for slots forever: ask for fewer workers (num_workers) or give Spark more cores/executors",
             "num_workers",
         )

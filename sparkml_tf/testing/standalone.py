@@ -109,11 +109,21 @@ class StandaloneCluster:
             except subprocess.TimeoutExpired:
                 pass
 
+    def remove_environments(self) -> None:
+        """Delete what executors unpacked from ``--archives`` (GBs each), keeping their logs."""
+        import shutil
+
+        for folder in self.worker_dirs:
+            for unpacked in glob.glob(os.path.join(folder, "app-*", "*", "*")):
+                if os.path.isdir(unpacked) and not os.path.islink(unpacked):
+                    shutil.rmtree(unpacked, ignore_errors=True)
+
     def __enter__(self) -> "StandaloneCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self.remove_environments()
 
     # ---------------------------------------------------------------------------------- use
 

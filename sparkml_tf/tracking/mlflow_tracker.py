@@ -93,10 +93,10 @@ class MLflowTracker(Tracker):
             self.log_dict(self.macros, "config/macros.json")
         if self.config is not None and self.macros_eval is not None:
             self.log_dict(fill_macros(self.config, self.macros_eval), "config/resolved.json")
-        params: Dict[str, Any] = {}
+        # Under "macros.": jobs log their own settings as "<job name>.<key>", and a macro group
+        # named like a job (dataset, train) would otherwise collide with a different value.
         if self.macros_eval:
-            params.update(flatten(self.macros_eval))
-        self.log_params(params)
+            self.log_params(flatten(self.macros_eval, "macros"))
 
     def end(self, status: str = "FINISHED") -> None:
         import mlflow

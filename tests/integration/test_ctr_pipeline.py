@@ -47,7 +47,7 @@ def test_ctr_pipeline_through_the_cli(spark, tmp_path, capsys):
 
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     assert metrics["num_examples"] > 0
-    # The deep model sees the hidden crosses; logistic regression over single ids cannot.
+    # The model sees the hidden crosses (wide part, deep part); logistic regression over single fields cannot.
     assert metrics["auc"] > metrics["logistic_regression/auc"]
     assert metrics["auc"] > 0.6
 

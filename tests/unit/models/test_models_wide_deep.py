@@ -53,6 +53,14 @@ def test_criteo_sized_deep_input():
     assert net(batch(3, sizes=sizes)).shape == (3,)
 
 
+def test_no_dense_or_wide_features():
+    sizes = {"deep_size": 12, "wide_size": 0, "num_deep": 3, "num_wide": 0, "num_dense": 0}
+    net = WideDeep(embedding_dim=2, hidden_units=[4]).build(sizes)
+    features = batch(4, sizes=sizes)
+    assert features["dense"].shape == (4, 0) and net(features).shape == (4,)
+    assert np.isfinite(float(net.loss(features)))
+
+
 def test_build_from_feature_index_stats_or_its_dict():
     index = ctr_feature_index()
     for source in (index, index.to_dict(), {**index.sizes(), "num_train_examples": 5, "task": "ctr"}):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.errors import ConfigError, DataError, SparkmlTfError
 from sparkml_tf.features.index import Encoder, FeatureIndex
 from sparkml_tf.models.wide_deep import WideDeep
 from sparkml_tf.serving import scorer as scorer_module
@@ -247,6 +247,14 @@ def test_model_errors(models, tmp_path):
     with pytest.raises(DataError) as e:
         Scorer(export_dir, poll_seconds=None)
     assert e.value.code == "MODEL_SIGNATURE_MISMATCH" and "deep_ids" in e.value.message and e.value.path.endswith("/1")
+
+
+@pytest.mark.parametrize("kwargs, key", [({"batch_sizes": ()}, "batch_sizes"), ({"batch_sizes": (0, 8)}, "batch_sizes"), ({"batch_sizes": (2.5,)}, "batch_sizes"),
+                                         ({"poll_seconds": -1}, "poll_seconds"), ({"load_switch_interval": 0}, "load_switch_interval")])
+def test_bad_settings_are_refused_before_loading(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError) as e:
+        Scorer(str(tmp_path / "missing"), **kwargs)
+    assert e.value.code == "CONFIG_BAD_VALUE" and e.value.path == key
 
 
 def test_bad_inputs_and_closed_scorer(models, tmp_path):

@@ -23,7 +23,7 @@ def test_logs_configs_params_and_metrics_to_a_sqlite_store(tmp_path, monkeypatch
     tracker.log_metrics({"recall@20": 0.5}, step=1)
     tracker.end()
     run = mlflow.MlflowClient(uri).get_run(run_id)
-    assert run.data.params == {"p.a": "2", "p.b": "2"}
+    assert run.data.params == {"macros.p.a": "2", "macros.p.b": "2"}
     assert run.data.metrics == {"recall_at_20": 0.5}
     paths = download_configs(run_id, uri)
     assert json.load(open(paths["config"])) == config
