@@ -215,7 +215,7 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
 
-    from sparkml_tf.features.index import Encoder
+    from sparkml_tf.features.index import Encoder, rows_to_columns
     from sparkml_tf.serving.scorer import Scorer
 
     scratch = tempfile.mkdtemp(prefix="bench-serving-")
@@ -260,9 +260,9 @@ def main() -> None:
         raw_paths = {
             "Scorer.score (raw rows)": lambda i: scorers[False].score(requests[i]),
             "Scorer.score (raw rows), XLA": lambda i: scorers[True].score(requests[i]),
-            "encode only: scorer's row encoder": lambda i: row_encoder.encode_rows(requests[i]),
+            "encode only: Encoder.encode_rows": lambda i: row_encoder.encode_rows(requests[i]),
         }
-        slow_paths = {"encode only: Encoder.encode_rows (pandas)": lambda i: encoder.encode_rows(requests[i])}
+        slow_paths = {"encode only: Encoder.encode (pandas, general path)": lambda i: encoder.encode(rows_to_columns(requests[i], index.field_names))}
         plan = [(name, fn, threads, args.calls) for paths in (model_paths, raw_paths) for name, fn in paths.items() for threads in (1, 2)]
         plan += [(name, fn, 1, max(args.calls // 20, 20)) for name, fn in slow_paths.items()]
 

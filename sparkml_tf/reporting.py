@@ -20,9 +20,10 @@ def metrics_table(metrics: Dict[str, float], default_row: str = "model") -> str:
     for column in columns.values():
         rows += [r for r in column if r not in rows]
     width = max(len(r) for r in rows)
-    lines = [" ".join([" " * width] + [f"{c:>12}" for c in columns])]
+    widths = [max(12, len(c)) for c in columns]
+    lines = [" ".join([" " * width] + [f"{c:>{w}}" for c, w in zip(columns, widths)])]
     for row in rows:
-        cells = [f"{_fmt(column[row]):>12}" if row in column else f"{'':>12}" for column in columns.values()]
+        cells = [f"{_fmt(column[row]) if row in column else '':>{w}}" for column, w in zip(columns.values(), widths)]
         lines.append(" ".join([f"{row:<{width}}"] + cells))
     return "\n".join(lines)
 
@@ -33,7 +34,12 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _compares_models(metrics: Dict[str, Any]) -> bool:
+    """Ranking metrics (``recall@20``) or baseline columns (``popular/auc``): the rest is the model's."""
+    return any("@" in key or "/" in key for key in metrics)
+
+
 def format_results(results: Dict[str, Any]) -> str:
     """A table for each job that returned flat numeric metrics, the last one (evaluation) first."""
-    blocks = [f"== {name} ==\n{metrics_table(value, 'model' if any('@' in k for k in value) else name)}" for name, value in reversed(list(results.items())) if _flat_numbers(value)]
+    blocks = [f"== {name} ==\n{metrics_table(value, 'model' if _compares_models(value) else name)}" for name, value in reversed(list(results.items())) if _flat_numbers(value)]
     return "\n\n".join(blocks[:1])

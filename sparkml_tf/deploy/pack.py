@@ -41,7 +41,7 @@ import sysconfig
 import tarfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from sparkml_tf.errors import SparkmlTfError
 
@@ -103,10 +103,10 @@ def site_packages() -> List[str]:
     return dirs
 
 
-def _distributions(paths: Sequence[str]) -> Dict[str, "object"]:
+def _distributions(paths: Sequence[str]) -> Dict[str, Any]:
     import importlib.metadata as metadata
 
-    found: Dict[str, object] = {}
+    found: Dict[str, Any] = {}
     for dist in metadata.distributions(path=list(paths)):
         name = dist.metadata["Name"]
         if name:
@@ -114,7 +114,7 @@ def _distributions(paths: Sequence[str]) -> Dict[str, "object"]:
     return found
 
 
-def dependency_closure(extras: Iterable[str] = (), paths: Optional[Sequence[str]] = None) -> Dict[str, "object"]:
+def dependency_closure(extras: Iterable[str] = (), paths: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``{canonical name: Distribution}`` of sparkml-tf and everything it needs at run time, less what Spark provides."""
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
@@ -122,7 +122,7 @@ def dependency_closure(extras: Iterable[str] = (), paths: Optional[Sequence[str]
     dists = _distributions(paths or site_packages())
     if PROJECT not in dists:
         raise PackError("PACK_PROJECT_NOT_INSTALLED", f"{PROJECT} is not installed in this environment ({sys.prefix}); run `pip install -e .` (or `make venv`) first")
-    seen: Dict[str, object] = {}
+    seen: Dict[str, Any] = {}
     missing: List[str] = []
     stack: List[Tuple[str, Tuple[str, ...], str]] = [(PROJECT, tuple(extras), "")]
     visited = set()
@@ -245,13 +245,13 @@ def _stdlib_files(stdlib: str, version: str) -> Iterator[Tuple[str, str]]:
             yield os.path.join(folder, name), f"lib/python{version}/{rel_folder}{name}"
 
 
-def plan(extras: Iterable[str] = ()) -> Dict[str, object]:
+def plan(extras: Iterable[str] = ()) -> Dict[str, Any]:
     """Every file of the archive as ``arcname -> absolute path`` (or ``bytes`` for generated ones)."""
     interp = _interpreter()
     version = interp["version"]
     site_dirs = site_packages()
     closure = dependency_closure(extras, site_dirs)
-    members: Dict[str, object] = {}
+    members: Dict[str, Any] = {}
     binary = f"python{version}"
     members[f"bin/{binary}"] = interp["binary"]
     members["bin/python"] = _WRAPPER.format(binary=binary).encode()
@@ -314,7 +314,7 @@ def _tarinfo(name: str, size: int, mode: int, mtime: float) -> tarfile.TarInfo:
 
 def _check_output(path: str) -> None:
     if not path.endswith((".tar.gz", ".tgz", ".tar")):
-        raise PackError("PACK_BAD_OUTPUT", f"the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar's files)", path)
+        raise PackError("PACK_BAD_OUTPUT", "the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar's files)", path)
 
 
 def _open(path: str, compresslevel: int) -> tarfile.TarFile:

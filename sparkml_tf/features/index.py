@@ -247,6 +247,7 @@ class Encoder:
         self._boundaries = {f["name"]: np.asarray(f["boundaries"], np.float64) for f in self.index.fields if f["kind"] == NUMERIC}
         self._deep_offsets = np.asarray(self.index.deep_offsets, np.int64)
         self._wide_offsets = np.asarray(self.index.wide_offsets, np.int64)
+        self._plain_rows = None  # the fast path of encode_rows, built on first use
 
     def encode(self, columns: Mapping[str, Any]) -> Dict[str, np.ndarray]:
         """Encode a batch given by column (arrays, lists or pandas Series of equal length).
@@ -275,8 +276,18 @@ class Encoder:
         return {"deep_ids": local + self._deep_offsets, "wide_ids": wide, "dense": dense}
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
-        """Encode rows (dicts, e.g. one online request's candidates); absent keys are missing."""
-        return self.encode(rows_to_columns(rows, self.index.field_names))
+        """Encode rows (dicts, e.g. one online request's candidates); absent keys are missing.
+
+        Rows of plain values (str/None categoricals, int/float/None numerics) take a numpy fast
+        path with the same result (:mod:`sparkml_tf.features.rows`); anything else goes through
+        :meth:`encode`.
+        """
+        if self._plain_rows is None:
+            from sparkml_tf.features.rows import PlainRowEncoder
+
+            self._plain_rows = PlainRowEncoder(self)
+        encoded = self._plain_rows.try_encode(rows)
+        return encoded if encoded is not None else self.encode(rows_to_columns(rows, self.index.field_names))
 
     def validate_columns(self, columns: Mapping[str, Any]) -> Tuple[np.ndarray, List[Optional[str]]]:
         """``(ok, reasons)``: ``ok[i]`` is False when row ``i`` would make :meth:`encode` raise,

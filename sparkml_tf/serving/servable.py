@@ -43,7 +43,7 @@ class Servable:
     version: int
     path: str
     feature_index: Any
-    encoder: Any  # a RowEncoder: encode_rows() as Encoder's, faster on plain online rows
+    encoder: Any  # the feature index's Encoder
     xla: bool
     fast_call: bool  # True: the signature's underlying function; False: the public signature call
     batch_sizes: Tuple[int, ...]
@@ -82,7 +82,6 @@ def load_servable(path: str, version: int, xla: bool = False, batch_sizes: Seque
     import tensorflow as tf
 
     from sparkml_tf.features.index import Encoder, FeatureIndex
-    from sparkml_tf.serving.row_encoder import RowEncoder
 
     start = time.perf_counter()
     index_path = f"{path.rstrip('/')}/{FEATURE_INDEX_FILE}"
@@ -101,7 +100,7 @@ def load_servable(path: str, version: int, xla: bool = False, batch_sizes: Seque
     target = jit_wrapper(signature, widths) if xla else signature
     fallback = make_public_call(target) if xla else public
     fast = make_fast_call(target)
-    servable = Servable(version, path, feature_index, RowEncoder(Encoder(feature_index)), xla, fast is not None, sizes, _predict=fast or fallback, _keep=(loaded, target))
+    servable = Servable(version, path, feature_index, Encoder(feature_index), xla, fast is not None, sizes, _predict=fast or fallback, _keep=(loaded, target))
     servable.widths = (feature_index.num_deep, feature_index.num_wide, feature_index.num_dense)
     servable.id_limits = (feature_index.deep_size, feature_index.wide_size)
     servable.load_seconds = time.perf_counter() - start

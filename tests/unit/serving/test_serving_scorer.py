@@ -15,7 +15,7 @@ from sparkml_tf.models.wide_deep import WideDeep
 from sparkml_tf.serving import scorer as scorer_module
 from sparkml_tf.serving import servable as servable_module
 from sparkml_tf.serving.export import export_ctr_model
-from sparkml_tf.serving.row_encoder import RowEncoder
+from sparkml_tf.features.rows import PlainRowEncoder
 from sparkml_tf.serving.scorer import Scorer, ServingError
 from sparkml_tf.serving.servable import read_warmup_requests
 
@@ -292,8 +292,10 @@ def test_an_unusable_direct_call_falls_back_to_the_signature(models, tmp_path, m
 
 
 def assert_same_encoding(rows, index):
-    expected = Encoder(index).encode_rows(rows)
-    got = RowEncoder(Encoder(index)).encode_rows(rows)
+    from sparkml_tf.features.index import rows_to_columns
+
+    expected = Encoder(index).encode(rows_to_columns(rows, index.field_names))  # the general path
+    got = Encoder(index).encode_rows(rows)
     for key in expected:
         assert got[key].dtype == expected[key].dtype
         np.testing.assert_array_equal(got[key], expected[key])
@@ -305,7 +307,7 @@ def test_row_encoder_equals_encoder_on_plain_rows():
     rows[0] = {"C1": "a"}  # absent keys are missing values
     rows[1] = {"I1": float("nan"), "I2": None, "C1": "", "C2": None, "C3": "q"}
     rows[2] = {"I1": 10, "I2": 5.0, "C1": "d", "C2": "5", "C3": "p"}  # on a boundary, side="right"
-    assert RowEncoder(Encoder(index)).try_encode(rows) is not None  # the fast path handles them
+    assert PlainRowEncoder(Encoder(index)).try_encode(rows) is not None  # the fast path handles them
     assert_same_encoding(rows, index)
     assert_same_encoding(rows[:1], index)
 
@@ -327,7 +329,7 @@ def test_row_encoder_defers_other_values_to_the_encoder(odd):
     index = tiny_index()
     rows = raw_rows(5, seed=2)
     rows[3] = {**rows[3], **odd}
-    assert RowEncoder(Encoder(index)).try_encode(rows) is None
+    assert PlainRowEncoder(Encoder(index)).try_encode(rows) is None
     assert_same_encoding(rows, index)
 
 
@@ -336,7 +338,7 @@ def test_row_encoder_reports_bad_values_like_the_encoder(bad):
     rows = raw_rows(3)
     rows[1] = {**rows[1], **bad}
     with pytest.raises(DataError) as e:
-        RowEncoder(Encoder(tiny_index())).encode_rows(rows)
+        Encoder(tiny_index()).encode_rows(rows)
     assert e.value.code == "DATA_BAD_ROWS"
 
 
