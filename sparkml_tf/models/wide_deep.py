@@ -58,6 +58,7 @@ class WideDeep:
         dropout: float = 0.0,
         l2: float = 1e-6,
         seed: int = 0,
+        wide_learning_rate: Optional[float] = None,
     ):
         if embedding_dim < 1:
             raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
@@ -70,13 +71,17 @@ class WideDeep:
         self.dropout = float(dropout)
         self.l2 = float(l2)
         self.seed = int(seed)
+        if wide_learning_rate is not None and wide_learning_rate <= 0:
+            raise ValueError(f"wide_learning_rate must be positive (or null: the training learning_rate), got {wide_learning_rate}")
+        self.wide_learning_rate = None if wide_learning_rate is None else float(wide_learning_rate)
 
     def build(self, feature_index_or_sizes: Any):
         """The Keras layer, all weights created; create it under the distribution strategy's scope."""
         return _net_class()(self, ctr_sizes(feature_index_or_sizes))
 
     def __repr__(self) -> str:
-        return f"WideDeep(embedding_dim={self.embedding_dim}, hidden_units={self.hidden_units}, dropout={self.dropout}, l2={self.l2}, seed={self.seed})"
+        return (f"WideDeep(embedding_dim={self.embedding_dim}, hidden_units={self.hidden_units}, dropout={self.dropout}, l2={self.l2}, "
+                f"seed={self.seed}, wide_learning_rate={self.wide_learning_rate})")
 
 
 @functools.lru_cache(maxsize=None)
@@ -187,6 +192,16 @@ def _net_class():
         def logit(self, features: Dict[str, Any], x0, training: bool):
             deep = self.out(self.run_stack(self.hidden_names, x0, training))[:, 0]
             return self.wide_logit(features) + deep
+
+        def learning_rate_groups(self, learning_rate: float):
+            """The wide part at ``wide_learning_rate``: each of its many weights (one per id and
+            cross bucket) sees few examples, so at the deep part's rate it barely moves in a few
+            epochs (the Wide & Deep paper trains it with its own optimizer for that reason)."""
+            wide = [self.wide_weights, self.wide_bias]
+            rest = [v for v in self.trainable_variables if all(v is not w for w in wide)]
+            if self.spec.wide_learning_rate is None:
+                return [(wide + rest, learning_rate)]
+            return [(wide, self.spec.wide_learning_rate), (rest, learning_rate)]
 
         def used_extra(self, features: Dict[str, Any]):
             if self.sizes["num_wide"] == 0:

@@ -157,6 +157,24 @@ def copy_weights(dst, src) -> None:
         d.assign(tf.convert_to_tensor(s))
 
 
+def make_optimizers(keras, net, learning_rate: float) -> List[Any]:
+    """``[(variables, Adam)]``: one optimizer per learning-rate group the net declares
+    (``net.learning_rate_groups(learning_rate)`` -> ``[(variables, rate)]``), else one for all."""
+    if hasattr(net, "learning_rate_groups"):
+        rates = net.learning_rate_groups(learning_rate)
+    else:
+        rates = [(list(net.trainable_variables), learning_rate)]
+    grouped = [id(v) for variables, _ in rates for v in variables]
+    if sorted(grouped) != sorted(id(v) for v in net.trainable_variables):
+        raise ValueError("learning_rate_groups must hold every trainable variable exactly once")
+    groups = []
+    for variables, rate in rates:
+        optimizer = keras.optimizers.Adam(learning_rate=float(rate))
+        optimizer.build(variables)
+        groups.append((list(variables), optimizer))
+    return groups
+
+
 def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     """Train ``task`` with ``settings`` (batch_size, epochs, patience, learning_rate, checkpoint_dir,
     checkpoint_every_steps, seed, steps_per_epoch); every worker returns, the chief exports."""
@@ -180,8 +198,7 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
 
     with strategy.scope():
         net = task.build()
-        optimizer = keras.optimizers.Adam(learning_rate=float(settings.get("learning_rate", 1e-3)))
-        optimizer.build(net.trainable_variables)
+        groups = make_optimizers(keras, net, float(settings.get("learning_rate", 1e-3)))
 
     def dataset_fn(input_context):
         batch = input_context.get_per_replica_batch_size(global_batch)
@@ -196,8 +213,9 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     # model_weights as well as model: tf.train.Checkpoint does not see layers a Keras 3 layer keeps
     # in a list (MultVAE's encoder), so only the flat list is sure to hold every weight.
     checkpoint = tf.train.Checkpoint(
-        model=net, model_weights=list(net.weights), optimizer=optimizer, step=step, epochs_done=epochs_done,
+        model=net, model_weights=list(net.weights), step=step, epochs_done=epochs_done,
         best_metric=best_metric, bad_epochs=bad_epochs, best_weights=best_weights,
+        **{("optimizer" if i == 0 else f"optimizer_{i}"): optimizer for i, (_, optimizer) in enumerate(groups)},
     )
     checkpoint_dir = settings["checkpoint_dir"]
     is_chief = rank == 0
@@ -224,8 +242,11 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
             with tf.GradientTape() as tape:
                 # The optimizer sums gradients over replicas, so each replica contributes 1/N of the mean.
                 value = net.loss(batch, training=True, step=step) / strategy.num_replicas_in_sync
-            grads = tape.gradient(value, net.trainable_variables)
-            optimizer.apply_gradients(zip(grads, net.trainable_variables))
+            grads = tape.gradient(value, [v for variables, _ in groups for v in variables])
+            start = 0
+            for variables, optimizer in groups:
+                optimizer.apply_gradients(zip(grads[start : start + len(variables)], variables))
+                start += len(variables)
             return value
 
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step_fn, args=(next(iterator),)), axis=None)

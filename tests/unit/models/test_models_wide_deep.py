@@ -123,3 +123,20 @@ def test_spec_module_imports_without_tensorflow():
 
     code = "import sys, sparkml_tf.models.wide_deep, sparkml_tf.models.dcn; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_wide_part_gets_its_own_learning_rate_group():
+    import keras
+
+    from sparkml_tf.train.runner import make_optimizers
+
+    sizes = {"deep_size": 20, "wide_size": 30, "num_deep": 3, "num_wide": 4, "num_dense": 2}
+    net = WideDeep(embedding_dim=2, hidden_units=[4], wide_learning_rate=0.05).build(sizes)
+    (wide, wide_optimizer), (rest, optimizer) = make_optimizers(keras, net, 0.001)
+    assert {v.name for v in wide} == {"wide_weights", "wide_bias"}
+    assert len(wide) + len(rest) == len(net.trainable_variables)
+    assert float(wide_optimizer.learning_rate) == pytest.approx(0.05) and float(optimizer.learning_rate) == pytest.approx(0.001)
+    (single,) = make_optimizers(keras, WideDeep(embedding_dim=2, hidden_units=[4]).build(sizes), 0.001)
+    assert len(single[0]) == len(net.trainable_variables)
+    with pytest.raises(ValueError, match="wide_learning_rate"):
+        WideDeep(wide_learning_rate=0)

@@ -81,10 +81,11 @@ def test_learns_and_writes_model_dir(dataset, tmp_path):
     assert validation_auc(loaded.net, dataset, info["sizes"]) == pytest.approx(result["best_val_auc"], abs=1e-6)
 
 
-def test_resumes_from_checkpoint(dataset, tmp_path):
-    first = LocalLauncher().run(train_ctr_worker, settings_for(dataset, tmp_path, epochs=1))
+@pytest.mark.parametrize("model", [WIDE_DEEP, {**WIDE_DEEP, "wide_learning_rate": 0.01}], ids=["one optimizer", "wide part at its own rate"])
+def test_resumes_from_checkpoint(dataset, tmp_path, model):
+    first = LocalLauncher().run(train_ctr_worker, settings_for(dataset, tmp_path, epochs=1, model=model))
     keras.backend.clear_session()
-    second = LocalLauncher().run(train_ctr_worker, settings_for(dataset, tmp_path, epochs=2, force=True))
+    second = LocalLauncher().run(train_ctr_worker, settings_for(dataset, tmp_path, epochs=2, force=True, model=model))
     assert second["resumed_from_step"] == first["steps"] == first["steps_per_epoch"]
     assert second["steps"] == 2 * first["steps_per_epoch"]
     assert second["history"][0] == first["history"][0]  # epoch 0 was not run again
