@@ -94,7 +94,7 @@ class StandaloneCluster:
 
     def stop(self) -> None:
         """SIGTERM every process group (a worker stops its executors), then SIGKILL what is left."""
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
             for process in self.processes:
                 try:
                     os.killpg(process.pid, sig)
