@@ -223,3 +223,82 @@ def test_training_resumes_after_an_executor_is_killed(cluster, packed_env, smoke
     assert os.path.exists(f"{work}/run/metrics.json")
     print(f"\nfault test: killed at checkpoint {at_kill} (every {every} steps), resumed from step {resumed} of {int(logged['train_steps'])}; "
           f"orphans gone {orphans_gone_s:.1f}s after the kill, pipeline done {recovery_s:.0f}s after it")
+
+
+def executor_jvms(executor_dir):
+    """Pids of executor JVMs whose working directory is ``executor_dir`` (Linux /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(executor_dir) and b"CoarseGrainedExecutorBackend" in open(f"/proc/{pid}/cmdline", "rb").read():
+                found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def scoring_world(tmp_path_factory):
+    """A CTR export (a tiny SavedModel with the export contract) and one day of candidates, big
+    enough (many small model calls) that scoring runs for a while on two 1-core executors."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, os.path.join(REPO, "tests", "unit", "jobs"))
+    from ctr_scoring_fixtures import DAY, candidate_rows, feature_index, save_model
+
+    root = tmp_path_factory.mktemp("scoring")
+    save_model(root / "export", feature_index())
+    folder = root / "candidates" / f"date={DAY}"
+    folder.mkdir(parents=True)
+    rows_per_file, files = 40_000, 6
+    for i in range(files):
+        rows = candidate_rows(DAY, rows_per_file, seed=i)
+        rows["ad_id"] = [f"f{i}-{a}" for a in rows["ad_id"]]
+        pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in rows.items()}), str(folder / f"part-{i}.parquet"))
+    return {"root": str(root), "day": DAY, "rows": rows_per_file * files}
+
+
+def test_scoring_survives_a_killed_executor_and_never_shows_a_partial_partition(cluster, packed_env, scoring_world, tmp_path):
+    """kill -9 one executor JVM while ScoreCandidates writes its scores: Spark reruns the lost tasks,
+    the run completes, and the date's partition appears only then, whole."""
+    work, root, day = str(tmp_path), scoring_world["root"], scoring_world["day"]
+    scores = f"{work}/scores"
+    config = {
+        "type": "sparkml_tf.jobs.Pipeline", "name": "score", "tracking": None,
+        "spark": {"type": "sparkml_tf.spark.SparkConfig", "app_name": "sparkml-tf-score-fault", "conf": {"spark.sql.files.maxPartitionBytes": "262144"}},
+        "jobs": [{"type": "sparkml_tf.jobs.ScoreCandidates", "candidates_path": f"{root}/candidates", "output_path": scores,
+                  "quarantine_path": f"{work}/quarantine", "export_dir": f"{root}/export", "date": day, "batch_size": 32}],
+    }
+    with open(f"{work}/score.json", "w") as f:
+        json.dump(config, f)
+    before = cluster.apps()
+    argv = ["--archives", f"{packed_env}#env", "--conf", "spark.pyspark.python=./env/bin/python", "--conf", f"spark.pyspark.driver.python={sys.executable}",
+            "--driver-memory", "1g", "--executor-memory", "1g", "--conf", "spark.ui.enabled=false", "jobs/run.py", f"{work}/score.json"]
+    process = cluster.submit(argv, os.path.join(work, "submit.log"), cwd=REPO)
+    app = new_app(cluster, before, process)
+    final = f"{scores}/date={day}"
+    deadline = time.monotonic() + SUBMIT_TIMEOUT_S
+    # The score pass has started once its staging directory has Spark's _temporary in it.
+    while not glob.glob(f"{scores}/_staging/date={day}.tmp-*/_temporary"):
+        assert process.poll() is None and time.monotonic() < deadline, "scoring never started\n" + diagnostics(cluster, work, app)
+        time.sleep(0.05)
+    victim = executor_logs(cluster, app)[cluster.worker_dirs[0]][0]
+    (jvm,) = executor_jvms(os.path.dirname(victim))
+    os.kill(jvm, signal.SIGKILL)
+    killed = time.monotonic()
+
+    seen_early = False
+    while process.poll() is None:  # the partition must not appear before the run is done
+        seen_early = seen_early or os.path.exists(final) and not os.path.exists(f"{final}/_SPARKML_TF_COMPLETE")
+        assert time.monotonic() < deadline, "spark-submit did not finish\n" + diagnostics(cluster, work, app)
+        time.sleep(0.05)
+    recovery_s = time.monotonic() - killed
+    assert process.returncode == 0, diagnostics(cluster, work, app)
+    assert not seen_early, "a partial score partition was visible"
+    assert os.path.exists(f"{final}/_SPARKML_TF_COMPLETE")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(final).num_rows == scoring_world["rows"]  # every row once: no lost or doubled task output
+    assert len([d for logs in executor_logs(cluster, app).values() for d in logs]) == 3  # the killed executor was replaced
+    print(f"\nscoring fault test: {scoring_world['rows']} rows, executor killed mid-write, run done {recovery_s:.0f}s after the kill")
