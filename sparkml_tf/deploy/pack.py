@@ -79,8 +79,9 @@ class PackReport:
     reused: bool = False
 
     def describe(self) -> str:
-        verb = "reused" if self.reused else f"packed in {self.seconds:.1f}s"
-        return f"{self.path}: {self.files} files, {self.uncompressed_bytes / 1e9:.2f} GB -> {self.bytes / 1e9:.2f} GB, {verb} (key {self.key})"
+        if self.reused:
+            return f"{self.path}: {self.bytes / 1e9:.2f} GB, reused (key {self.key})"
+        return f"{self.path}: {self.files} files, {self.uncompressed_bytes / 1e9:.2f} GB -> {self.bytes / 1e9:.2f} GB, packed in {self.seconds:.1f}s (key {self.key})"
 
 
 # ---------------------------------------------------------------------------------------------- content
@@ -356,11 +357,12 @@ def pack(output: str, extras: Iterable[str] = (), compresslevel: int = 1, key: O
     return PackReport(output, key, len(members), os.path.getsize(output), total, time.perf_counter() - start)
 
 
-def cached_pack(cache_dir: str, extras: Iterable[str] = (), compresslevel: int = 1, keep_hours: float = 6.0) -> PackReport:
+def cached_pack(cache_dir: str, extras: Iterable[str] = (), compresslevel: int = 1, keep_hours: float = 1.0) -> PackReport:
     """The archive for this environment's current content, packed once per content key into ``cache_dir``.
 
     Concurrent callers wait on a lock instead of packing twice. Archives of other keys older than
-    ``keep_hours`` are removed (a younger one may still be in use by a run started before a change).
+    ``keep_hours`` are removed: a younger one may still be in use by a run that started before a
+    change (Spark serves the archive from its path to executors that start later).
     """
     extras = tuple(extras)
     os.makedirs(cache_dir, exist_ok=True)

@@ -6,6 +6,8 @@ One cluster and one packed environment serve every test here (the archive is cac
 .cache/pack by a content key, or $SPARKML_TF_PACK_CACHE). The fault test kills the executor JVM of
 the worker running training rank 0 once the first checkpoints exist, and checks that Spark retried
 the barrier stage, that training resumed from the last checkpoint, and that the pipeline finished.
+The scoring fault test kills an executor while it runs a task of ScoreCandidates' score pass, and
+checks that the run completes and that the date's partition was never visible before, nor partial.
 """
 
 import glob
@@ -283,7 +285,15 @@ def test_scoring_survives_a_killed_executor_and_never_shows_a_partial_partition(
     while not glob.glob(f"{scores}/_staging/date={day}.tmp-*/_temporary"):
         assert process.poll() is None and time.monotonic() < deadline, "scoring never started\n" + diagnostics(cluster, work, app)
         time.sleep(0.05)
+    # Kill the first worker's executor while it runs one of the score pass's tasks.
     victim = executor_logs(cluster, app)[cluster.worker_dirs[0]][0]
+    while True:
+        log = read(victim)
+        started = re.findall(r"Running task \S+ in stage \S+ \(TID (\d+)\)", log)
+        if started and f"(TID {started[-1]})" not in log.split(f"(TID {started[-1]})", 1)[1]:
+            break  # its latest task has not finished
+        assert process.poll() is None and time.monotonic() < deadline, "no scoring task on the first worker\n" + diagnostics(cluster, work, app)
+        time.sleep(0.02)
     (jvm,) = executor_jvms(os.path.dirname(victim))
     os.kill(jvm, signal.SIGKILL)
     killed = time.monotonic()
@@ -296,6 +306,7 @@ def test_scoring_survives_a_killed_executor_and_never_shows_a_partial_partition(
     recovery_s = time.monotonic() - killed
     assert process.returncode == 0, diagnostics(cluster, work, app)
     assert not seen_early, "a partial score partition was visible"
+    assert "ExecutorLostFailure" in read(os.path.join(work, "submit.log"))  # a running task was lost and run again
     assert os.path.exists(f"{final}/_SPARKML_TF_COMPLETE")
     import pyarrow.parquet as pq
 
