@@ -8,14 +8,14 @@ until :mod:`sparkml_tf.train.ctr` builds it on each worker. The training chief w
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.jobs.base import Job, RunContext
 from sparkml_tf.jobs.outputs import is_complete
+from sparkml_tf.jobs.train import check_launcher, check_subconfigs, launch, training_curves
 
 LOGGER = logging.getLogger(__name__)
-LAUNCHERS = ("local", "spark", "distributor")
 
 
 class TrainCtr(Job):
@@ -35,14 +35,8 @@ class TrainCtr(Job):
         seed: int = 0,
         name: str = "train",
     ):
-        if not (isinstance(model, dict) and "type" in model):
-            raise SparkmlTfError(
-                "CONFIG_BAD_SUBCONFIG",
-                f"model must be a raw sub-config with a \"type\" and \"eval\": null (it is built on the workers), got {type(model).__name__}",
-                "model",
-            )
-        if launcher not in LAUNCHERS:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+        check_subconfigs(model=model)
+        check_launcher(launcher)
         if num_workers < 1 or epochs < 1 or batch_size < 1 or patience < 1:
             raise SparkmlTfError("CONFIG_BAD_VALUE", "num_workers, epochs, batch_size and patience must be at least 1")
         self.dataset_dir, self.model_dir, self.checkpoint_dir = dataset_dir, model_dir, checkpoint_dir
@@ -73,16 +67,9 @@ class TrainCtr(Job):
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.model_dir)
             return {"skipped": True, "model_dir": self.model_dir}
         self._check_inputs()
-        from sparkml_tf.spark.barrier import LocalLauncher, make_launcher
         from sparkml_tf.train.ctr import train_ctr_worker
 
-        if self.launcher == "local":
-            launcher = LocalLauncher()
-        else:
-            ctx.spark  # start the session on the driver before the launcher looks for it
-            launcher = make_launcher(self.launcher, self.num_workers)
-        ctx.describe(f"{self.name}: {self.num_workers if self.launcher != 'local' else 1} worker(s)")
-        summary = launcher.run(train_ctr_worker, self.settings(force=ctx.force))
+        summary = launch(ctx, self.launcher, self.num_workers, train_ctr_worker, self.settings(force=ctx.force), self.name)
         self._track(ctx, summary)
         return summary
 
@@ -108,21 +95,7 @@ class TrainCtr(Job):
         tracker.log_metrics({"best_val_auc": summary["best_val_auc"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"]})
         if history:
             tracker.log_dict(history, "ctr/history.json")
-            tracker.log_figure(training_curves(history), "plots/training_curves.png")
+            tracker.log_figure(training_curves(history, CURVES), "plots/training_curves.png")
 
 
-def training_curves(history: List[Dict[str, Any]]):
-    """Training loss, validation AUC and validation log loss per epoch, side by side."""
-    # A bare Figure (Agg canvas), not pyplot: no global backend or figure state in a library.
-    from matplotlib.figure import Figure
-
-    epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(12, 3.5))
-    panels = fig.subplots(1, 3)
-    for axis, key, title, color in zip(
-        panels, ("loss", "val_auc", "val_logloss"), ("training loss", "validation AUC", "validation log loss"), ("tab:blue", "tab:green", "tab:red")
-    ):
-        axis.plot(epochs, [h[key] for h in history], marker="o", color=color)
-        axis.set(title=title, xlabel="epoch")
-    fig.tight_layout()
-    return fig
+CURVES = (("loss", "training loss", "tab:blue"), ("val_auc", "validation AUC", "tab:green"), ("val_logloss", "validation log loss", "tab:red"))

@@ -7,7 +7,7 @@ Light to import (no TensorFlow, no pyspark): the model and loss stay raw sub-con
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.jobs.base import Job, RunContext
@@ -36,15 +36,8 @@ class Train(Job):
         seed: int = 0,
         name: str = "train",
     ):
-        for key, value in (("model", model), ("loss", loss)):
-            if value is not None and not (isinstance(value, dict) and "type" in value):
-                raise SparkmlTfError(
-                    "CONFIG_BAD_SUBCONFIG",
-                    f"{key} must be a raw sub-config with a \"type\" and \"eval\": null (it is built on the workers), got {type(value).__name__}",
-                    key,
-                )
-        if launcher not in LAUNCHERS:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+        check_subconfigs(model=model, loss=loss)
+        check_launcher(launcher)
         if num_workers < 1 or epochs < 1 or batch_size < 1:
             raise SparkmlTfError("CONFIG_BAD_VALUE", "num_workers, epochs and batch_size must be at least 1")
         self.dataset_dir, self.export_dir, self.embeddings_dir, self.checkpoint_dir = dataset_dir, export_dir, embeddings_dir, checkpoint_dir
@@ -76,17 +69,9 @@ class Train(Job):
         if is_complete(self.embeddings_dir) and not ctx.force:
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.embeddings_dir)
             return {"skipped": True, "embeddings_dir": self.embeddings_dir}
-        from sparkml_tf.spark.barrier import LocalLauncher, make_launcher
         from sparkml_tf.train.loop import train_worker
 
-        settings = self.settings(force=ctx.force)
-        if self.launcher == "local":
-            launcher = LocalLauncher()
-        else:
-            ctx.spark  # start the session on the driver before the launcher looks for it
-            launcher = make_launcher(self.launcher, self.num_workers)
-        ctx.describe(f"{self.name}: {self.num_workers if self.launcher != 'local' else 1} worker(s)")
-        summary = launcher.run(train_worker, settings)
+        summary = launch(ctx, self.launcher, self.num_workers, train_worker, self.settings(force=ctx.force), self.name)
         self._track(ctx, summary)
         return summary
 
@@ -106,17 +91,45 @@ class Train(Job):
             tracker.log_figure(training_curves(history), "plots/training_curves.png")
 
 
-def training_curves(history):
-    """Loss and validation NDCG@100 per epoch, side by side."""
+def check_subconfigs(**subconfigs: Any) -> None:
+    """Model and loss specs travel to the workers unbuilt: each must be a raw ``"type"`` dict."""
+    for key, value in subconfigs.items():
+        if value is not None and not (isinstance(value, dict) and "type" in value):
+            raise SparkmlTfError(
+                "CONFIG_BAD_SUBCONFIG",
+                f"{key} must be a raw sub-config with a \"type\" and \"eval\": null (it is built on the workers), got {type(value).__name__}",
+                key,
+            )
+
+
+def check_launcher(launcher: str) -> None:
+    if launcher not in LAUNCHERS:
+        raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+
+
+def launch(ctx: RunContext, launcher_name: str, num_workers: int, worker: Callable[[Dict[str, Any]], Any], settings: Dict[str, Any], name: str) -> Any:
+    """Run ``worker(settings)`` on ``num_workers`` barrier tasks (or here, for ``local``); rank 0's summary."""
+    from sparkml_tf.spark.barrier import LocalLauncher, make_launcher
+
+    if launcher_name == "local":
+        launcher = LocalLauncher()
+    else:
+        ctx.spark  # start the session on the driver before the launcher looks for it
+        launcher = make_launcher(launcher_name, num_workers)
+    ctx.describe(f"{name}: {num_workers if launcher_name != 'local' else 1} worker(s)")
+    return launcher.run(worker, settings)
+
+
+def training_curves(history: List[Dict[str, Any]], panels: Sequence[Tuple[str, str, str]] = (("loss", "training loss", "tab:blue"), ("val_ndcg@100", "validation NDCG@100", "tab:green"))):
+    """One plot per ``(history key, title, color)`` of ``panels`` against the epoch, side by side."""
     # A bare Figure (Agg canvas), not pyplot: no global backend or figure state in a library.
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(9, 3.5))
-    left, right = fig.subplots(1, 2)
-    left.plot(epochs, [h["loss"] for h in history], marker="o")
-    left.set(title="training loss", xlabel="epoch")
-    right.plot(epochs, [h["val_ndcg@100"] for h in history], marker="o", color="tab:green")
-    right.set(title="validation NDCG@100", xlabel="epoch")
+    fig = Figure(figsize=(4.5 * len(panels), 3.5))
+    axes = fig.subplots(1, len(panels))
+    for axis, (key, title, color) in zip(axes, panels):
+        axis.plot(epochs, [h[key] for h in history], marker="o", color=color)
+        axis.set(title=title, xlabel="epoch")
     fig.tight_layout()
     return fig
