@@ -204,16 +204,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds; medians are reported")
     parser.add_argument("--swaps", type=int, default=5, help="version swaps measured per scorer")
     parser.add_argument("--vocab", type=int, default=1000, help="vocabulary per categorical field")
-    parser.add_argument("--tf-threads", type=int, default=0, help="TensorFlow intra/inter-op threads (0: its default, one per core)")
+    parser.add_argument("--tf-threads", type=int, default=1, help="TensorFlow intra/inter-op threads, as Scorer(tf_threads=...) sets them (0: its default, one per core)")
     args = parser.parse_args()
     if args.quick:
         args.calls, args.repeats, args.swaps = 400, 3, 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    if args.tf_threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
+    from sparkml_tf.tf_threads import configure_tf_threads
+
+    configure_tf_threads(args.tf_threads)  # before any TF op; the reference runs with the same pools
 
     from sparkml_tf.features.index import Encoder, rows_to_columns
     from sparkml_tf.serving.scorer import Scorer

@@ -50,6 +50,12 @@ class Scorer:
       load_switch_interval: the interpreter's GIL switch interval (seconds) while a new version
         loads in the background; loading is mostly Python and would otherwise hold the GIL for
         the default 5 ms slices that requests wait behind. ``None`` leaves it alone.
+      tf_threads: TensorFlow intra-op and inter-op threads for this process (``None``: its
+        default, one per core). 1 is usually best for request serving: each model call runs on
+        its caller's thread, with no hand-off to a pool whose threads went to sleep while the
+        rows were encoded, and concurrency comes from request threads (measured on 2 cores: model
+        call p50 0.81 ms against 0.91, raw rows 1.90 ms against 2.29). Only takes effect when the
+        scorer is created before the process runs anything in TensorFlow; otherwise a warning.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class Scorer:
         warmup: bool = True,
         batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
         load_switch_interval: Optional[float] = 0.0005,
+        tf_threads: Optional[int] = None,
     ):
         sizes = sorted({int(b) for b in batch_sizes}) if all(isinstance(b, int) and not isinstance(b, bool) for b in batch_sizes) else []
         if not sizes or sizes[0] < 1:
@@ -68,6 +75,13 @@ class Scorer:
             raise ConfigError("CONFIG_BAD_VALUE", f"poll_seconds must be >= 0 (0 or None: no poller, call refresh()), got {poll_seconds}", "poll_seconds")
         if load_switch_interval is not None and load_switch_interval <= 0:
             raise ConfigError("CONFIG_BAD_VALUE", f"load_switch_interval must be > 0 seconds, or None to leave the interpreter's alone, got {load_switch_interval}", "load_switch_interval")
+        if tf_threads is not None and (not isinstance(tf_threads, int) or tf_threads < 1):
+            raise ConfigError("CONFIG_BAD_VALUE", f"tf_threads must be a positive whole number (or None: TensorFlow's default), got {tf_threads!r}", "tf_threads")
+        if tf_threads is not None:
+            from sparkml_tf.tf_threads import configure_tf_threads
+
+            if not configure_tf_threads(tf_threads):
+                LOGGER.warning("TensorFlow already runs in this process, so tf_threads=%s cannot change its thread pools; create the Scorer before anything else uses TensorFlow", tf_threads)
         self.export_dir = export_dir.rstrip("/")
         self.xla = bool(xla)
         self.poll_seconds = poll_seconds

@@ -47,16 +47,10 @@ def configure_threads(threads: int) -> None:
     """Pin TensorFlow's thread pools in this worker. Spark already runs one Python worker per
     core, so TF's default of one pool thread per core oversubscribes the machine several times
     over (measured: ~5x slower for a light model on local[2]). Only effective before TF's
-    runtime starts, i.e. on the first model load in a fresh worker; later calls are no-ops."""
-    if threads <= 0:
-        return
-    import tensorflow as tf
+    runtime starts, i.e. on the first model load in a fresh worker; later calls keep its pools."""
+    from sparkml_tf.tf_threads import configure_tf_threads
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        pass  # runtime already initialized (the driver process, or a worker that ran TF before): keep its pools
+    configure_tf_threads(threads)
 
 
 def freeze_heap() -> None:

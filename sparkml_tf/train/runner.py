@@ -23,9 +23,10 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Protocol, Sequence
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.tf_threads import configure_tf_threads
 
 
 class LoopTask(Protocol):
@@ -102,18 +103,6 @@ def cluster_info() -> Dict[str, Any]:
     return {"num_workers": num_workers, "rank": rank}
 
 
-def set_threads(threads: Optional[int]) -> None:
-    import tensorflow as tf
-
-    if not threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    except RuntimeError:
-        pass  # TF already initialised in this (reused) process: the earlier setting stays, which is harmless.
-
-
 def read_dataset_stats(dataset_dir: str, required: Sequence[str]) -> Dict[str, Any]:
     """``<dataset_dir>/stats.json``, checked to hold the ``required`` keys."""
     import tensorflow as tf
@@ -180,7 +169,7 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     checkpoint_every_steps, seed, steps_per_epoch); every worker returns, the chief exports."""
     cluster = cluster_info()
     rank, num_workers = cluster["rank"], cluster["num_workers"]
-    set_threads(settings.get("tf_threads"))
+    configure_tf_threads(settings.get("tf_threads"))
     import keras
     import tensorflow as tf
 

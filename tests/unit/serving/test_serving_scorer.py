@@ -250,11 +250,27 @@ def test_model_errors(models, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, key", [({"batch_sizes": ()}, "batch_sizes"), ({"batch_sizes": (0, 8)}, "batch_sizes"), ({"batch_sizes": (2.5,)}, "batch_sizes"),
-                                         ({"poll_seconds": -1}, "poll_seconds"), ({"load_switch_interval": 0}, "load_switch_interval")])
+                                         ({"poll_seconds": -1}, "poll_seconds"), ({"load_switch_interval": 0}, "load_switch_interval"),
+                                         ({"tf_threads": 0}, "tf_threads")])
 def test_bad_settings_are_refused_before_loading(tmp_path, kwargs, key):
     with pytest.raises(ConfigError) as e:
         Scorer(str(tmp_path / "missing"), **kwargs)
     assert e.value.code == "CONFIG_BAD_VALUE" and e.value.path == key
+
+
+def test_tf_threads_after_tensorflow_started_warns_and_keeps_serving(models, tmp_path, caplog):
+    import tensorflow as tf
+
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    tf.constant(1.0) + 1.0  # the runtime (and its pools) now exist in this process
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    wanted = current + 3
+    with caplog.at_level("WARNING", logger="sparkml_tf.serving.scorer"):
+        with Scorer(export_dir, poll_seconds=None, tf_threads=wanted) as scorer:
+            assert len(scorer.score(raw_rows(4))) == 4
+    assert f"tf_threads={wanted}" in caplog.text
+    assert tf.config.threading.get_intra_op_parallelism_threads() == current
 
 
 def test_bad_inputs_and_closed_scorer(models, tmp_path):
