@@ -8,13 +8,13 @@ baseline is trained in the same job on that dataset's ``train`` split. Metric de
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import Any, Dict, Sequence, Tuple
 
 from sparkml_tf.errors import ConfigError, DataError
-from sparkml_tf.filesystems import read_json, write_json
+from sparkml_tf.filesystems import read_json
 from sparkml_tf.jobs.base import Job, RunContext
+from sparkml_tf.jobs.evaluate import save_metrics
 
 LOGGER = logging.getLogger(__name__)
 # Baseline name -> the encoded id column its one-hot features come from: every field's id alone
@@ -84,13 +84,8 @@ class EvaluateCtr(Job):
         for baseline in self.baselines:
             ctx.describe(f"{self.name}: {baseline} baseline")
             metrics.update({f"{baseline}/{key}": value for key, value in self._logistic_regression(encoded, BASELINES[baseline], sizes).items()})
-        write_json(self.output_path, metrics)
         ctx.tracker.log_params({f"{self.name}.split": self.split, f"{self.name}.model_path": model_path, f"{self.name}.baselines": self.baselines, f"{self.name}.lr_reg_param": self.lr_reg_param})
-        ctx.tracker.log_metrics(metrics)
-        if "://" in self.output_path:
-            ctx.tracker.log_dict(metrics, os.path.basename(self.output_path))
-        else:
-            ctx.tracker.log_artifact(self.output_path)
+        save_metrics(ctx, self.output_path, metrics)
         return metrics
 
     def _read_encoded(self, spark, model_path: str):

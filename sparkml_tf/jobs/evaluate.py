@@ -97,13 +97,8 @@ class Evaluate(Job):
             curves.update(baseline_curves)
         finally:
             users.unpersist()
-        write_json(self.output_path, metrics)
         ctx.tracker.log_params({f"{self.name}.ks": self.ks, f"{self.name}.split": self.split, f"{self.name}.baselines": self.baselines, f"{self.name}.ease_lambda": self.ease_lambda})
-        ctx.tracker.log_metrics(metrics)
-        if "://" in self.output_path:
-            ctx.tracker.log_dict(metrics, os.path.basename(self.output_path))
-        else:
-            ctx.tracker.log_artifact(self.output_path)
+        save_metrics(ctx, self.output_path, metrics)
         ctx.tracker.log_figure(_recall_plot(curves), "plots/recall_at_k.png")
         return metrics
 
@@ -199,3 +194,13 @@ def _recall_plot(curves: Dict[str, Any]):
     axes.legend()
     figure.tight_layout()
     return figure
+
+
+def save_metrics(ctx: RunContext, output_path: str, metrics: Dict[str, Any]) -> None:
+    """Write ``metrics.json`` atomically and log the metrics and the file to the tracker."""
+    write_json(output_path, metrics)
+    ctx.tracker.log_metrics(metrics)
+    if "://" in output_path:  # not a local file the tracker can copy: log the content
+        ctx.tracker.log_dict(metrics, os.path.basename(output_path))
+    else:
+        ctx.tracker.log_artifact(output_path)
