@@ -9,7 +9,7 @@ measure the data path more than TensorFlow.
 What is timed, and how:
 
 * Single process (no Spark), in this driver: the model called by
-  :func:`sparkml_tf.spark.inference_remote.embed` on the rows already in memory as a padded
+  :func:`sparkml_tf.retrieval.remote.embed` on the rows already in memory as a padded
   int64 matrix, ``--batch-size`` rows per call, TensorFlow pinned to 1 intra/inter-op thread
   (the thread budget of one Spark Python worker: the denominator of the per-core ratio). Also
   our mapInArrow function replayed in-process over the same rows as Arrow record batches (the
@@ -103,7 +103,8 @@ def single_process_all_threads(model_path: str, rows_path: str, batch_size: int,
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from sparkml_tf.spark.inference_remote import embed, load_model, padded_from_list_array
+    from sparkml_tf.retrieval.remote import embed, load_model
+    from sparkml_tf.spark.executor import padded_from_list_array
 
     padded = padded_from_list_array(pq.read_table(rows_path, columns=["items"]).column("items"))
     fn = load_model("bench", model_path)
@@ -166,7 +167,7 @@ def make_constant_vectors(dim: int):
     def constant_vectors(batches):
         import pyarrow as pa
 
-        from sparkml_tf.spark.inference_remote import float_list_array
+        from sparkml_tf.spark.executor import float_list_array
 
         for batch in batches:
             yield pa.RecordBatch.from_arrays([batch.column(0), float_list_array(np.zeros((batch.num_rows, dim), np.float32))], names=["user", "vector"])
@@ -188,7 +189,7 @@ def main() -> None:
     parser.add_argument("--all-threads-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sparkml_tf.jobs.predict import ARROW_BATCH_ROWS, arrow_batch_rows, embed_users
+    from sparkml_tf.retrieval.jobs.predict import ARROW_BATCH_ROWS, arrow_batch_rows, embed_users
 
     if args.all_threads_worker:
         print(json.dumps(single_process_all_threads(*args.all_threads_worker, args.batch_size, args.repeats)))
@@ -217,7 +218,8 @@ def main() -> None:
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql.types import ArrayType, FloatType
 
-    from sparkml_tf.spark.inference_remote import configure_threads, embed, load_model, make_user_embedding_fn, padded_from_list_array
+    from sparkml_tf.retrieval.remote import embed, load_model, make_user_embedding_fn
+    from sparkml_tf.spark.executor import configure_tf_threads as configure_threads, padded_from_list_array
     from sparkml_tf.testing import local_spark
 
     # Single process, in this driver: TensorFlow pinned to 1 intra/inter-op thread, like a Spark worker.

@@ -1,4 +1,4 @@
-"""Online CTR scoring latency: the in-process :class:`sparkml_tf.serving.scorer.Scorer` on a Wide &
+"""Online CTR scoring latency: the in-process :class:`sparkml_tf.ranking.scorer.Scorer` on a Wide &
 Deep model of production size, against a plain ``tf.function`` over the same weights.
 
     .venv/bin/python benchmarks/bench_serving.py            # about 7 minutes on 2 busy cores
@@ -57,7 +57,7 @@ GOALS = {
 
 
 def feature_index(vocab: int, numeric: int = 13, categorical: int = 47, crosses: int = 20, buckets: int = 10_000):
-    from sparkml_tf.features.index import FeatureIndex
+    from sparkml_tf.ranking.features.feature_index import FeatureIndex
 
     boundaries = sorted({round(float(b), 3) for b in np.expm1(np.linspace(0, 10, 24))})
     fields = [{"name": f"I{i}", "kind": "numeric", "boundaries": boundaries} for i in range(1, numeric + 1)]
@@ -70,8 +70,8 @@ def export_models(index, directory: str, seeds=(1, 2)) -> Dict[int, object]:
     """One export per seed (``<directory>/1``, ``/2``); returns the nets by version."""
     import tensorflow as tf
 
-    from sparkml_tf.models.wide_deep import WideDeep
-    from sparkml_tf.serving.export import export_ctr_model
+    from sparkml_tf.ranking.models.wide_deep import WideDeep
+    from sparkml_tf.ranking.export import export_ctr_model
 
     nets = {}
     for version, seed in enumerate(seeds, start=1):
@@ -211,12 +211,12 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    from sparkml_tf.tf_threads import configure_tf_threads
+    from sparkml_tf.spark.executor import configure_tf_threads
 
     configure_tf_threads(args.tf_threads)  # before any TF op; the reference runs with the same pools
 
-    from sparkml_tf.features.index import Encoder, rows_to_columns
-    from sparkml_tf.serving.scorer import Scorer
+    from sparkml_tf.ranking.features.feature_index import Encoder, rows_to_columns
+    from sparkml_tf.ranking.scorer import Scorer
 
     scratch = tempfile.mkdtemp(prefix="bench-serving-")
     try:

@@ -32,14 +32,17 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from sparkml_tf.train.loop import parse_train, shard_files, train
-    from sparkml_tf.train.toy import write_toy_dataset
+    from sparkml_tf.retrieval.layout import RetrievalDataset
+    from sparkml_tf.retrieval.records import parse_train
+    from sparkml_tf.retrieval.trainer import train
+    from sparkml_tf.train.launch import build_specs
+    from sparkml_tf.retrieval.toy import write_toy_dataset
 
     work = tempfile.mkdtemp(prefix="sparkml-tf-bench-")
     dataset = f"{work}/dataset"
     write_toy_dataset(dataset, num_users=args.users, num_items=args.items, num_shards=args.shards, num_validation=200, items_per_user=30)
     # The same examples, decoded once into memory.
-    rows = [r.numpy() for r in tf.data.TFRecordDataset(shard_files(dataset, "train"), compression_type="GZIP").map(parse_train)]
+    rows = [r.numpy() for r in tf.data.TFRecordDataset(RetrievalDataset(dataset).shard_files("train"), compression_type="GZIP").map(parse_train)]
     ragged = tf.ragged.constant(rows, dtype=tf.int64)
 
     def in_memory(input_context):
@@ -49,11 +52,11 @@ def main() -> None:
         settings = {
             "cache": cache,
             "dataset_dir": dataset, "export_dir": f"{work}/{tag}{i}/export", "embeddings_dir": f"{work}/{tag}{i}/emb",
-            "checkpoint_dir": f"{work}/{tag}{i}/ckpt", "model": {"type": "sparkml_tf.models.AverageModel", "embedding_dim": args.dim},
-            "loss": {"type": "sparkml_tf.models.BPRLoss", "num_negatives": 8}, "epochs": args.epochs, "batch_size": args.batch_size,
+            "checkpoint_dir": f"{work}/{tag}{i}/ckpt", "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": args.dim},
+            "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 8}, "epochs": args.epochs, "batch_size": args.batch_size,
             "checkpoint_every_steps": 10**9, "patience": args.epochs, "learning_rate": 1e-3,
         }
-        history = train(settings, source=source)["history"][1:]  # epoch 0 traces the step function
+        history = train(build_specs(settings), source=source)["history"][1:]  # epoch 0 traces the step function
         return sum(h["steps"] for h in history) * args.batch_size / sum(h["train_seconds"] for h in history)
 
     results = {"tfrecord streaming": [], "tfrecord cached": [], "in-memory": []}

@@ -113,7 +113,7 @@ def cmd_render(args) -> int:
 def cmd_run(args) -> int:
     resolved = _resolve(args)
     target = resolved.build()
-    from sparkml_tf.jobs.base import Job, Pipeline, RunContext
+    from sparkml_tf.engine.base import Job, Pipeline, RunContext
 
     if isinstance(target, Pipeline):
         results = target.run(only=args.only, force=args.force)
@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
     elif callable(target):
         results = target()
     else:
-        raise ConfigError("CONFIG_NOT_RUNNABLE", f"the config builds a {type(target).__name__}, which has no run(); make the top level a sparkml_tf.jobs.Pipeline or a Job", "<root>")
+        raise ConfigError("CONFIG_NOT_RUNNABLE", f"the config builds a {type(target).__name__}, which has no run(); make the top level a sparkml_tf.engine.Pipeline or a Job", "<root>")
     _print_results(results)
     return EXIT_OK
 

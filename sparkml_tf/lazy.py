@@ -1,5 +1,5 @@
-"""Lazy re-exports (PEP 562), so ``sparkml_tf.jobs.Train`` stays a short import string while
-``import sparkml_tf.jobs`` loads nothing heavy."""
+"""Lazy re-exports (PEP 562), so ``sparkml_tf.retrieval.Train`` stays a short import string while
+``import sparkml_tf.retrieval`` loads nothing heavy."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A file is a local path (relative to the working directory: a file shipped with spark-submit
 ``--files`` is read by its basename) or a URL: hdfs://, s3a:// or s3://, gs://, abfs://,
 dbfs:/ (the FUSE mount /dbfs on Databricks), file://, http(s)://. Everything is read through
-:mod:`sparkml_tf.filesystems`.
+:mod:`sparkml_tf.io.filesystems`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from typing import Any, Tuple
 
 from sparkml_tf.errors import ConfigError, SparkmlTfError
-from sparkml_tf.filesystems import read_text
+from sparkml_tf.io.filesystems import read_text
 
 
 def load_json(source: Any, what: str = "config") -> Tuple[Any, str]:

@@ -25,13 +25,12 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.filesystems import normalize, resolve
+from sparkml_tf.io.filesystems import normalize, resolve
 
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.parquet"
@@ -254,25 +253,6 @@ class HnswIndex:
         return cls(index, table.column("id").to_numpy(), table.column("item").to_numpy(zero_copy_only=False).astype(object), params)
 
 
-# ---- per-worker cache (executors) ---------------------------------------------------------
-
-_CACHE: Dict[Tuple[str, str], HnswIndex] = {}
-_LOCK = threading.Lock()
-
-
-def load_cached(directory: str, cache_key: str) -> HnswIndex:
-    """Load an index once per Python worker; ``cache_key`` is made fresh on the driver per job run,
-    so a rebuilt index at the same path is never served from a stale cache."""
-    with _LOCK:
-        key = (cache_key, directory)
-        if key not in _CACHE:
-            # Keep at most one stale entry around: indexes can be large.
-            for old in [k for k in _CACHE if k[1] == directory]:
-                del _CACHE[old]
-            _CACHE[key] = HnswIndex.load(directory)
-        return _CACHE[key]
-
-
 # ---- local copies of remote directories --------------------------------------------------
 
 
@@ -316,4 +296,4 @@ class _local_dir_for_write(_local_dir_for_read):
             super().__exit__(exc_type, *exc)
 
 
-__all__: Sequence[str] = ["HnswIndex", "exact_search", "read_item_embeddings", "load_cached", "fold", "fold_queries", "overlap_recall"]
+__all__: Sequence[str] = ["HnswIndex", "exact_search", "read_item_embeddings", "fold", "fold_queries", "overlap_recall"]

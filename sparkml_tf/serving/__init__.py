@@ -1,10 +1,9 @@
-"""Serving: versioned SavedModels for TF Serving (and for the batch scorer and evaluator), and
-the in-process :class:`Scorer` with hot swap.
+"""Serving exports: the versioned SavedModel layout that TF Serving, batch scoring and the
+in-process scorers share (one rule for "newest version"), and warm-up records.
 
 Light to import: TensorFlow is imported where it is used.
 """
 
-from sparkml_tf.serving.export import export_ctr_model, latest_version
-from sparkml_tf.serving.scorer import Scorer
+from sparkml_tf.serving.export import latest_version, publish_version
 
-__all__ = ["export_ctr_model", "latest_version", "Scorer"]
+__all__ = ["latest_version", "publish_version"]

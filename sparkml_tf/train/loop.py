@@ -1,263 +1,280 @@
-"""Retrieval training: the task the shared loop (:mod:`sparkml_tf.train.runner`) runs for the
-average and Mult-VAE models, and what its chief exports (a SavedModel and item embeddings).
+"""The custom training loop every task shares: strategy, checkpoints and resume, early stopping,
+best weights. A task (retrieval in :mod:`sparkml_tf.retrieval.trainer`, CTR in :mod:`sparkml_tf.ranking.trainer`)
+plugs in what differs: how the net is built, the input pipeline, the validation metrics.
 
-``train_worker(settings)`` takes plain JSON-able values only (the model and loss as raw sub-configs)
-and builds everything here, on the worker. Validation NDCG@100 scores every item exactly on every
+The strategy is MultiWorkerMirroredStrategy when TF_CONFIG names more than one worker, else the
+default strategy; the code path is the same. A custom loop, not ``model.fit``: Keras 3 fit fails
+under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+Checkpoints (model, optimizer, step, epochs done, best metric and weights, patience counter) go to
+``checkpoint_dir``, which must be shared by all workers (HDFS, S3, ...): the chief writes there and
+every worker restores from there; other workers write theirs to a local temp dir, as TF asks for
+MultiWorkerMirroredStrategy. A rerun resumes from the latest checkpoint (the input pipeline starts
+over, reshuffled). Each task's validation metric is computed on the whole validation set by every
 worker, so all workers reach the same early-stopping decision without talking.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any, Callable, Dict, List, Optional
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict, List, Protocol
 
-from sparkml_tf.errors import DataError
-from sparkml_tf.serving.export import publish_version
-from sparkml_tf.train.runner import build_spec, check_shards, cluster_info, copy_weights, read_dataset_stats, run_loop, shard_files
-
-__all__ = ["train_worker", "train", "build_spec", "cluster_info", "shard_files", "read_stats", "read_validation", "ndcg_at_k"]
-
-EVAL_K = 100
-
-
-def train_worker(settings: Dict[str, Any]) -> Dict[str, Any]:
-    """Train, validate, checkpoint and (on rank 0) export; return a summary from rank 0."""
-    return train(settings)
+from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.spark.executor import configure_tf_threads
 
 
-def read_stats(dataset_dir: str) -> Dict[str, Any]:
-    return read_dataset_stats(dataset_dir, ("num_items", "num_train_examples"))
+class LoopTask(Protocol):
+    """What a task plugs into :func:`run_loop`. The net it builds has ``loss(batch, training, step)``
+    returning the mean loss of a per-replica batch."""
 
-
-def parse_train(record):
-    """One serialized tf.train.Example -> its ``items`` (int64 [n])."""
-    import tensorflow as tf
-
-    parsed = tf.io.parse_single_example(record, {"items": tf.io.VarLenFeature(tf.int64)})
-    return tf.sparse.to_dense(parsed["items"], default_value=-1)
-
-
-def read_validation(files: List[str]):
-    """All validation users in memory: padded ``inputs`` and ``targets`` (int64, -1 pads)."""
-    import tensorflow as tf
-
-    spec = {"inputs": tf.io.VarLenFeature(tf.int64), "targets": tf.io.VarLenFeature(tf.int64)}
-    inputs, targets = [], []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, spec)
-        inputs += tf.RaggedTensor.from_sparse(parsed["inputs"]).to_list()
-        targets += tf.RaggedTensor.from_sparse(parsed["targets"]).to_list()
-    keep = [i for i, t in enumerate(targets) if t]  # users without targets have no NDCG
-    return _pad([inputs[i] for i in keep]), _pad([targets[i] for i in keep])
-
-
-def _pad(rows: List[List[int]]):
-    """-1 padded int64 matrix, at least one column wide (a batch of users without any input is still a batch)."""
-    from sparkml_tf.metrics.ranking import pad_lists
-
-    return pad_lists(rows, max([len(r) for r in rows] + [1]))
-
-
-def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> float:
-    """Mean NDCG@k (Mult-VAE definition: IDCG over min(k, #targets)); fold-in items are never ranked."""
-    import numpy as np
-    import tensorflow as tf
-
-    from sparkml_tf.metrics.ranking import batch_metrics
-
-    if len(inputs) == 0:
-        return float("nan")
-    items = net.item_embeddings()
-    biases = net.item_biases()
-    num_items = int(items.shape[0])
-    k = min(k, num_items)
-    total = 0.0
-    for start in range(0, len(inputs), batch_size):
-        x = tf.constant(inputs[start : start + batch_size])
-        t = targets[start : start + batch_size]
-        scores = tf.matmul(net.user_embedding(x, training=False), items, transpose_b=True) + biases
-        where = tf.where(x >= 0)
-        seen = tf.stack([where[:, 0], tf.gather_nd(x, where)], axis=1)
-        scores = tf.tensor_scatter_nd_update(scores, seen, tf.fill([tf.shape(seen)[0]], -np.inf))
-        top = tf.math.top_k(scores, k=k).indices.numpy()
-        total += float(np.sum(batch_metrics(top, t, [k])[f"ndcg@{k}"]))  # the evaluator's definition, shared
-    return total / len(inputs)
-
-
-def make_train_dataset(raw_items, preprocess: Callable, batch_size: int, shuffle_buffer: int, seed: int):
-    """Per-user ``items`` -> shuffled, repeated, padded batches of training examples (-1 pads)."""
-    import tensorflow as tf
-
-    # repeat before shuffle: the buffer stays full across epoch boundaries instead of draining and
-    # refilling (a stall while shuffle_buffer records are read and decoded, with no training).
-    # Epochs are counted in steps anyway, so their edges need not be exact.
-    ds = raw_items.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-    spec = ds.element_spec
-    ds = ds.padded_batch(batch_size, padding_values={key: tf.constant(-1, spec[key].dtype) for key in spec}, drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def parse_train_batch(records):
-    """A batch of serialized tf.train.Example -> ragged ``items`` (vectorized: far cheaper than one by one)."""
-    import tensorflow as tf
-
-    parsed = tf.io.parse_example(records, {"items": tf.io.RaggedFeature(tf.int64)})
-    return parsed["items"]
-
-
-def tfrecord_source(files: List[str], cache: bool = True):
-    """The default input: each worker reads its own shards (files[worker::num_workers]).
-
-    ``cache`` keeps the decoded examples in memory after the first epoch (a worker's share of the
-    interaction lists is small next to its RAM), so later epochs skip GZIP and protobuf decoding.
-    """
-    import tensorflow as tf
-
-    def source(input_context):
-        mine = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
-        ds = tf.data.TFRecordDataset(mine, compression_type="GZIP", num_parallel_reads=min(len(mine), 4) or None)
-        ds = ds.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-        return ds.cache() if cache else ds
-
-    return source
-
-
-class RetrievalTask:
-    """Per-user item lists in, validation NDCG@100 out (see :class:`sparkml_tf.train.runner.LoopTask`)."""
-
-    metric = "val_ndcg@100"
-
-    def __init__(self, settings: Dict[str, Any], source: Optional[Callable] = None):
-        self.settings = settings
-        self.dataset_dir = settings["dataset_dir"]
-        self.stats = read_stats(self.dataset_dir)
-        self.num_items = int(self.stats["num_items"])
-        self.spec = build_spec(settings["model"])
-        self.loss = build_spec(settings.get("loss"))
-        self.source = source
-        self.cache = bool(settings.get("cache", True))
-        self.petastorm = self.stats.get("training_format") == "petastorm"  # Parquet under petastorm/, read with Petastorm
-        self.validation = None
+    metric: str  # the validation metric to maximise (early stopping, best weights), a key of evaluate()
 
     def num_train_examples(self) -> int:
-        return int(self.stats["num_train_examples"])
+        """Training examples in one epoch (sets steps per epoch)."""
 
     def prepare(self) -> None:
-        num_workers = cluster_info()["num_workers"]
-        if self.source is None and self.petastorm:
-            from sparkml_tf.data.petastorm_dataset import trainer_source
+        """Load what validation needs; called after the strategy exists (it must come first)."""
 
-            self.source = trainer_source(self.dataset_dir, num_workers, cache=self.cache)
-        if self.source is None:
-            train_files = shard_files(self.dataset_dir, "train")
-            check_shards(train_files, num_workers, f"{self.dataset_dir}/tfrecord/train")
-            self.source = tfrecord_source(train_files, cache=self.cache)
-        if self.petastorm:
-            from sparkml_tf.data.petastorm_dataset import read_validation as read_petastorm_validation
+    def build(self) -> Any:
+        """The Keras net; called under the strategy's scope."""
 
-            self.validation = read_petastorm_validation(self.dataset_dir)
-        else:
-            self.validation = read_validation(shard_files(self.dataset_dir, "validation"))
-        self.preprocess = self.spec.preprocess(self.num_items, self.loss)
+    def dataset(self, input_context: Any, per_replica_batch: int, seed: int) -> Any:
+        """This input pipeline's repeated, batched training dataset (``drop_remainder``)."""
 
-    def build(self):
-        return self.spec.build(self.num_items, self.loss)
-
-    def dataset(self, input_context, per_replica_batch: int, seed: int):
-        shuffle_buffer = int(self.settings.get("shuffle_buffer", 10000))
-        return make_train_dataset(self.source(input_context), self.preprocess, per_replica_batch, shuffle_buffer, seed)
-
-    def evaluate(self, net) -> Dict[str, float]:
-        return {self.metric: ndcg_at_k(net, *self.validation)}
+    def evaluate(self, net: Any) -> Dict[str, float]:
+        """Validation metrics, identical on every worker; holds ``metric``."""
 
 
-def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[str, Any]:
-    """``train_worker`` with a pluggable input: ``source(input_context)`` -> dataset of per-user items
-    (the benchmark feeds in-memory tensors through it)."""
-    task = RetrievalTask(settings, source)
-    result = run_loop(task, settings)
-    if not result.is_chief:
-        return {"rank": result.rank}
-    net = result.net
-    export_path = export_saved_model(task.spec, task.loss, net, task.num_items, settings["export_dir"], result.history)
-    write_embeddings(net, task.dataset_dir, settings["embeddings_dir"], force=bool(settings.get("force", False)))
-    return {
-        "best_ndcg": result.best_metric,
-        **result.summary(),
-        "export_path": export_path,
-        "embeddings_dir": settings["embeddings_dir"],
-    }
+@dataclasses.dataclass
+class LoopResult:
+    net: Any  # holds the best epoch's weights (the last ones when no epoch improved)
+    history: List[Dict[str, Any]]
+    best_metric: float
+    epochs_run: int
+    steps: int
+    resumed_from_step: int
+    steps_per_epoch: int
+    global_batch_size: int
+    rank: int
+    num_workers: int
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def summary(self) -> Dict[str, Any]:
+        """The JSON-able part, for the driver."""
+        return {
+            "epochs_run": self.epochs_run,
+            "steps": self.steps,
+            "resumed_from_step": self.resumed_from_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "global_batch_size": self.global_batch_size,
+            "num_workers": self.num_workers,
+            "history": self.history,
+        }
 
 
-def export_saved_model(spec, loss, net, num_items: int, export_dir: str, history: List[Dict[str, Any]]) -> str:
-    """Write ``<export_dir>/<version>/``: a SavedModel whose ``serving_default`` maps padded ``items``
-    (int64 [None, None], -1 pads) to ``{"user_embedding": float32 [None, D]}``, and whose
-    ``item_embeddings`` signature returns ``{"embeddings": [N, D], "biases": [N]}``."""
+def log(rank: int, message: str) -> None:
+    # print, not logging: a barrier task's stdout is what the launcher keeps for error reports.
+    print(f"[sparkml_tf.train rank {rank}] {message}", flush=True)
+
+
+def spec_of(value: Any, key: str = "model") -> Any:
+    """A model or loss spec as the driver built it (see :func:`sparkml_tf.train.launch.build_specs`).
+
+    Workers never build configs: a raw ``{"type": ...}`` dict here means the settings skipped the
+    driver's build step."""
+    if isinstance(value, dict):
+        raise SparkmlTfError(
+            "CONFIG_BAD_SUBCONFIG",
+            f"{key} reached the training worker unbuilt ({value.get('type')!r}); start training through "
+            "sparkml_tf.train.launch.launch, or pass settings through sparkml_tf.train.launch.build_specs first",
+            key,
+        )
+    return value
+
+
+def cluster_info() -> Dict[str, Any]:
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    workers = tf_config.get("cluster", {}).get("worker", [])
+    num_workers = max(len(workers), 1)
+    rank = int(tf_config.get("task", {}).get("index", 0)) if num_workers > 1 else 0
+    return {"num_workers": num_workers, "rank": rank}
+
+
+def check_shards(files: List[str], num_workers: int, where: str) -> None:
+    if len(files) < num_workers:
+        raise DataError(
+            "DATA_TOO_FEW_SHARDS",
+            f"{len(files)} training shard(s) for {num_workers} workers, so some worker would get no data; "
+            "write at least one shard per worker (the dataset job's num_shards) or use fewer workers",
+            where,
+        )
+
+
+def copy_weights(dst, src) -> None:
+    """Assign ``src``'s weights to ``dst`` (same architecture, e.g. a plain copy of a distributed net)."""
     import tensorflow as tf
 
-    # A plain (undistributed) copy: saving distributed variables would need every worker to save.
-    serving_net = spec.build(num_items, loss)
-    copy_weights(serving_net, net)
-    module = tf.Module()
-    module.net = serving_net
-    module.item_embeddings = tf.Variable(net.item_embeddings(), trainable=False, name="item_embeddings")
-    module.item_biases = tf.Variable(net.item_biases(), trainable=False, name="item_biases")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="items")])
-    def serve(items):
-        return {"user_embedding": serving_net.user_embedding(items, training=False)}
-
-    @tf.function(input_signature=[])
-    def item_factors():
-        return {"embeddings": tf.identity(module.item_embeddings), "biases": tf.identity(module.item_biases)}
-
-    module.serve, module.item_factors = serve, item_factors
-
-    def write(tmp: str, version: int) -> None:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": serve, "item_embeddings": item_factors})
-        with tf.io.gfile.GFile(f"{tmp}/history.json", "w") as f:
-            json.dump(history, f, indent=1)
-
-    return publish_version(export_dir, write)  # readers listing versions never see a half-written one
+    for d, s in zip(dst.weights, src.weights):
+        d.assign(tf.convert_to_tensor(s))
 
 
-def write_embeddings(net, dataset_dir: str, embeddings_dir: str, force: bool = False) -> None:
-    """Parquet ``id`` int64, ``item`` string (original id from the vocab), ``vector`` list<float32>, ``bias`` float32."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def make_optimizers(keras, net, learning_rate: float) -> List[Any]:
+    """``[(variables, Adam)]``: one optimizer per learning-rate group the net declares
+    (``net.learning_rate_groups(learning_rate)`` -> ``[(variables, rate)]``), else one for all."""
+    if hasattr(net, "learning_rate_groups"):
+        rates = net.learning_rate_groups(learning_rate)
+    else:
+        rates = [(list(net.trainable_variables), learning_rate)]
+    grouped = [id(v) for variables, _ in rates for v in variables]
+    if sorted(grouped) != sorted(id(v) for v in net.trainable_variables):
+        raise ValueError("learning_rate_groups must hold every trainable variable exactly once")
+    groups = []
+    for variables, rate in rates:
+        optimizer = keras.optimizers.Adam(learning_rate=float(rate))
+        optimizer.build(variables)
+        groups.append((list(variables), optimizer))
+    return groups
 
-    from sparkml_tf.jobs.outputs import atomic_output
 
-    vectors = np.asarray(net.item_embeddings(), dtype=np.float32)
-    biases = np.asarray(net.item_biases(), dtype=np.float32)
-    num_items, dim = vectors.shape
-    vocab_path = f"{dataset_dir}/vocab/items.parquet"
-    vocab = pq.read_table(vocab_path, columns=["item", "id"]).to_pydict()
-    names: List[Optional[str]] = [None] * num_items
-    for item, index in zip(vocab["item"], vocab["id"]):
-        if 0 <= index < num_items:
-            names[index] = str(item)
-    missing = [i for i, n in enumerate(names) if n is None]
-    if missing:
-        raise DataError(
-            "DATA_SCHEMA_MISMATCH",
-            f"the item vocabulary has no entry for {len(missing)} of {num_items} ids (first: {missing[:5]}); "
-            "the vocab and stats.json come from different dataset runs: rebuild the dataset",
-            vocab_path,
-        )
-    table = pa.table(
-        {
-            "id": pa.array(np.arange(num_items, dtype=np.int64)),
-            "item": pa.array(names, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim).cast(pa.list_(pa.float32())),
-            "bias": pa.array(biases),
-        }
+def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
+    """Train ``task`` with ``settings`` (batch_size, epochs, patience, learning_rate, checkpoint_dir,
+    checkpoint_every_steps, seed, steps_per_epoch); every worker returns, the chief exports."""
+    cluster = cluster_info()
+    rank, num_workers = cluster["rank"], cluster["num_workers"]
+    configure_tf_threads(settings.get("tf_threads"))
+    import keras
+    import tensorflow as tf
+
+    seed = int(settings.get("seed", 0))
+    keras.utils.set_random_seed(seed)
+    # Before any other TF op: the collective runtime is configured when the strategy is made.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if num_workers > 1 else tf.distribute.get_strategy()
+    global_batch = int(settings.get("batch_size", 256))
+    if global_batch % num_workers:
+        global_batch += num_workers - global_batch % num_workers  # equal per-worker batches
+    steps_per_epoch = int(settings.get("steps_per_epoch") or max(1, math.ceil(task.num_train_examples() / global_batch)))
+    epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 3))
+    checkpoint_every = max(1, int(settings.get("checkpoint_every_steps", 200)))
+    task.prepare()
+
+    with strategy.scope():
+        net = task.build()
+        groups = make_optimizers(keras, net, float(settings.get("learning_rate", 1e-3)))
+
+    def dataset_fn(input_context):
+        batch = input_context.get_per_replica_batch_size(global_batch)
+        return task.dataset(input_context, batch, seed + input_context.input_pipeline_id)
+
+    # Training state outside the strategy: plain variables, identical on every worker.
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    best_metric = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best_metric")
+    bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
+    best_weights = [tf.Variable(tf.convert_to_tensor(v), trainable=False, name=f"best_{i}") for i, v in enumerate(net.weights)]
+    # model_weights as well as model: tf.train.Checkpoint does not see layers a Keras 3 layer keeps
+    # in a list (MultVAE's encoder), so only the flat list is sure to hold every weight.
+    checkpoint = tf.train.Checkpoint(
+        model=net, model_weights=list(net.weights), step=step, epochs_done=epochs_done,
+        best_metric=best_metric, bad_epochs=bad_epochs, best_weights=best_weights,
+        **{("optimizer" if i == 0 else f"optimizer_{i}"): optimizer for i, (_, optimizer) in enumerate(groups)},
     )
-    with atomic_output(embeddings_dir, force=force) as tmp:
-        from sparkml_tf.filesystems import resolve
+    checkpoint_dir = settings["checkpoint_dir"]
+    is_chief = rank == 0
+    if is_chief:
+        tf.io.gfile.makedirs(checkpoint_dir)
+    own_dir = checkpoint_dir if is_chief else tempfile.mkdtemp(prefix=f"sparkml-tf-ckpt-worker{rank}-")
+    manager = tf.train.CheckpointManager(checkpoint, own_dir, max_to_keep=2)
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    history: List[Dict[str, Any]] = []
+    history_path = f"{checkpoint_dir}/history.json"
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if tf.io.gfile.exists(history_path):
+            with tf.io.gfile.GFile(history_path) as f:
+                history = [h for h in json.load(f) if h["epoch"] < int(epochs_done)]
+        log(rank, f"resumed from {latest} at step {int(step)} (epoch {int(epochs_done)})")
+    resumed_from = int(step)
 
-        filesystem, local = resolve(tmp)
-        filesystem.create_dir(local, recursive=True)
-        pq.write_table(table, f"{local}/part-00000.parquet", filesystem=filesystem)
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+    @tf.function
+    def train_step(iterator):
+        def step_fn(batch):
+            with tf.GradientTape() as tape:
+                # The optimizer sums gradients over replicas, so each replica contributes 1/N of the mean.
+                value = net.loss(batch, training=True, step=step) / strategy.num_replicas_in_sync
+            grads = tape.gradient(value, [v for variables, _ in groups for v in variables])
+            start = 0
+            for variables, optimizer in groups:
+                optimizer.apply_gradients(zip(grads[start : start + len(variables)], variables))
+                start += len(variables)
+            return value
+
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step_fn, args=(next(iterator),)), axis=None)
+
+    def save_history():
+        if is_chief:
+            with tf.io.gfile.GFile(history_path, "w") as f:
+                json.dump(history, f, indent=1)
+
+    stopped = int(bad_epochs) >= patience
+    for epoch in range(int(epochs_done), epochs):
+        if stopped:
+            break
+        start, losses = time.perf_counter(), []
+        while int(step) < (epoch + 1) * steps_per_epoch:
+            losses.append(train_step(iterator))
+            step.assign_add(1)
+            if int(step) % checkpoint_every == 0:
+                manager.save(checkpoint_number=int(step))
+        train_seconds = time.perf_counter() - start
+        metrics = task.evaluate(net)
+        value = float(metrics[task.metric])
+        epoch_loss = float(tf.reduce_mean(tf.stack(losses))) if losses else float("nan")
+        if value > float(best_metric):  # NaN never improves
+            best_metric.assign(value)
+            bad_epochs.assign(0)
+            for b, v in zip(best_weights, net.weights):
+                b.assign(tf.convert_to_tensor(v))
+        else:
+            bad_epochs.assign_add(1)
+        epochs_done.assign(epoch + 1)
+        seconds = time.perf_counter() - start
+        steps_run = len(losses)
+        history.append(
+            {"epoch": epoch, "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
+             "examples_per_s": steps_run * global_batch / train_seconds if train_seconds > 0 else None}
+        )
+        if is_chief:  # every rank computes the same numbers; one copy is enough
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            log(rank, f"epoch {epoch}: loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
+        save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
+        manager.save(checkpoint_number=int(step))
+        stopped = int(bad_epochs) >= patience
+
+    if math.isfinite(float(best_metric)):  # keep the best epoch's weights, not the last one's
+        for v, b in zip(net.weights, best_weights):
+            v.assign(tf.convert_to_tensor(b))
+    if not is_chief:
+        shutil.rmtree(own_dir, ignore_errors=True)
+    return LoopResult(
+        net=net,
+        history=history,
+        best_metric=float(best_metric),
+        epochs_run=int(epochs_done),
+        steps=int(step),
+        resumed_from_step=resumed_from,
+        steps_per_epoch=steps_per_epoch,
+        global_batch_size=global_batch,
+        rank=rank,
+        num_workers=num_workers,
+    )

@@ -267,9 +267,9 @@ def test_scoring_survives_a_killed_executor_and_never_shows_a_partial_partition(
     work, root, day = str(tmp_path), scoring_world["root"], scoring_world["day"]
     scores = f"{work}/scores"
     config = {
-        "type": "sparkml_tf.jobs.Pipeline", "name": "score", "tracking": None,
+        "type": "sparkml_tf.engine.Pipeline", "name": "score", "tracking": None,
         "spark": {"type": "sparkml_tf.spark.SparkConfig", "app_name": "sparkml-tf-score-fault", "conf": {"spark.sql.files.maxPartitionBytes": "262144"}},
-        "jobs": [{"type": "sparkml_tf.jobs.ScoreCandidates", "candidates_path": f"{root}/candidates", "output_path": scores,
+        "jobs": [{"type": "sparkml_tf.ranking.ScoreCandidates", "candidates_path": f"{root}/candidates", "output_path": scores,
                   "quarantine_path": f"{work}/quarantine", "export_dir": f"{root}/export", "date": day, "batch_size": 32}],
     }
     with open(f"{work}/score.json", "w") as f:

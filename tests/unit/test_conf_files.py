@@ -28,4 +28,4 @@ def test_there_are_configs():
 def test_config_validates(config):
     resolved = resolve(config, macros_for(config))
     assert resolved.warnings == []
-    assert resolved.config["type"] == "sparkml_tf.jobs.Pipeline"
+    assert resolved.config["type"] == "sparkml_tf.engine.Pipeline"

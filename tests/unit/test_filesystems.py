@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from sparkml_tf import filesystems
+from sparkml_tf.io import filesystems
 from sparkml_tf.errors import SparkmlTfError
-from sparkml_tf.filesystems import delete, exists, normalize, read_json, read_text, resolve, uri_for, write_json, write_text
+from sparkml_tf.io.filesystems import delete, exists, normalize, read_json, read_text, resolve, uri_for, write_json, write_text
 
 
 def test_json_round_trip_is_atomic_and_leaves_no_temporary(tmp_path):

@@ -18,10 +18,10 @@ def cli(*args, cwd=None, timeout=120):
     return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start
 
 
-PIPE = "sparkml_tf.jobs.Pipeline"
-CHECK = "sparkml_tf.jobs.CheckEnvironment"
+PIPE = "sparkml_tf.engine.Pipeline"
+CHECK = "sparkml_tf.engine.CheckEnvironment"
 BAD_CONFIGS = {
-    "unknown_type": ({"type": PIPE, "jobs": [{"type": "sparkml_tf.jobs.CheckEnviroment"}]}, None, "CONFIG_UNKNOWN_TYPE", "jobs[0]"),
+    "unknown_type": ({"type": PIPE, "jobs": [{"type": "sparkml_tf.engine.CheckEnviroment"}]}, None, "CONFIG_UNKNOWN_TYPE", "jobs[0]"),
     "misspelled_argument": ({"type": PIPE, "jobs": [{"type": CHECK, "num_task": 2}]}, None, "CONFIG_UNKNOWN_ARGUMENT", "jobs[0].num_task"),
     "missing_argument": ({"type": PIPE, "name": "x"}, None, "CONFIG_MISSING_ARGUMENT", "<root>"),
     "missing_macro": ({"type": PIPE, "jobs": [{"type": CHECK, "num_tasks": "$params:tasks"}]}, {"params": {"task": 2}}, "CONFIG_MACRO_MISSING", "jobs[0].num_tasks"),
@@ -47,7 +47,7 @@ def test_bad_configs_exit_2_with_code_and_path_without_spark(tmp_path, case, com
 
 
 def test_malformed_json_exit_2(tmp_path):
-    (tmp_path / "c.json").write_text('{"type": "sparkml_tf.jobs.Pipeline",\n "jobs": [}\n')
+    (tmp_path / "c.json").write_text('{"type": "sparkml_tf.engine.Pipeline",\n "jobs": [}\n')
     rc, _, err, _ = cli("validate", str(tmp_path / "c.json"))
     assert rc == 2
     assert f"[CONFIG_JSON_INVALID] {tmp_path / 'c.json'}:2:11: malformed JSON in the config at line 2, column 11" in err

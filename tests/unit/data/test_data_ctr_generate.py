@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from sparkml_tf.data.ctr_generate import (
+from sparkml_tf.ranking.generate import (
     CATEGORICAL_FIELDS,
     COLUMNS,
     CONTEXT_FIELDS,
@@ -18,7 +18,7 @@ from sparkml_tf.data.ctr_generate import (
     generate_ctr,
     write_criteo_tsv,
 )
-from sparkml_tf.features.index import FeatureIndex, validate_columns
+from sparkml_tf.ranking.features.feature_index import FeatureIndex, validate_columns
 
 
 def auc(labels, scores):

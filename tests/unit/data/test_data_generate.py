@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from sparkml_tf.data.generate import generate_ratings
+from sparkml_tf.retrieval.generate import generate_ratings
 
 
 def test_columns_ranges_and_counts():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sparkml_tf.data.movielens import read_ratings
+from sparkml_tf.retrieval.movielens import read_ratings
 from sparkml_tf.errors import DataError
 
 pytestmark = pytest.mark.spark

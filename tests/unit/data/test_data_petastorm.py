@@ -14,12 +14,13 @@ import keras  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sparkml_tf.data.petastorm_dataset import open_examples, read_examples, read_validation, split_dir, to_url  # noqa: E402
+from sparkml_tf.retrieval.petastorm_input import open_examples, read_examples, read_validation, split_dir, to_url  # noqa: E402
+from sparkml_tf.train.launch import build_specs
 from sparkml_tf.errors import DataError  # noqa: E402
-from sparkml_tf.jobs.base import RunContext  # noqa: E402
-from sparkml_tf.jobs.dataset import BuildDataset  # noqa: E402
+from sparkml_tf.engine.base import RunContext  # noqa: E402
+from sparkml_tf.retrieval.jobs.dataset import BuildDataset  # noqa: E402
 from sparkml_tf.spark.barrier import LocalLauncher  # noqa: E402
-from sparkml_tf.train.loop import train_worker  # noqa: E402
+from sparkml_tf.retrieval.trainer import train_worker  # noqa: E402
 
 # Petastorm 0.13.1 on pyarrow 14 warns about legacy pyarrow APIs on every row group.
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.filterwarnings("ignore::UnicodeWarning")]
@@ -90,8 +91,8 @@ def test_trains_from_petastorm_end_to_end(built, tmp_path, cache):
         "export_dir": str(tmp_path / "export"),
         "embeddings_dir": str(tmp_path / "embeddings"),
         "checkpoint_dir": str(tmp_path / "checkpoints"),
-        "model": {"type": "sparkml_tf.models.AverageModel", "embedding_dim": 8, "eval": None},
-        "loss": {"type": "sparkml_tf.models.BPRLoss", "num_negatives": 4, "eval": None},
+        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
+        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
         "epochs": 2,
         "batch_size": 16,
         "learning_rate": 0.01,
@@ -99,7 +100,7 @@ def test_trains_from_petastorm_end_to_end(built, tmp_path, cache):
         "cache": cache,
         "seed": 0,
     }
-    result = LocalLauncher().run(train_worker, settings)
+    result = LocalLauncher().run(train_worker, build_specs(settings))
     assert result["epochs_run"] == 2 and result["steps"] == 2 * result["steps_per_epoch"]
     assert result["steps_per_epoch"] == -(-stats["num_train_examples"] // 16)  # more steps than one pass: the input repeats
     assert all(h["val_ndcg@100"] >= 0 for h in result["history"])

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from sparkml_tf.data.tfrecord_dataset import list_shards, make_train_dataset, read_examples, worker_shards
-from sparkml_tf.data.tfrecord_remote import RESULT_SCHEMA, shard_writer
+from sparkml_tf.io.tfrecords import RESULT_SCHEMA, list_shards, shard_writer, worker_shards
+from sparkml_tf.retrieval.layout import RetrievalDataset
+from sparkml_tf.retrieval.records import make_train_dataset, read_examples
 from sparkml_tf.errors import DataError
 
 pytestmark = pytest.mark.spark
@@ -44,9 +45,13 @@ def test_eval_round_trip_and_ragged_batches(spark, tmp_path):
 
 
 def test_missing_shards_and_too_few_shards(tmp_path):
+    assert list_shards(str(tmp_path)) == []
     with pytest.raises(DataError) as info:
-        list_shards(str(tmp_path))
+        read_examples(str(tmp_path))
     assert info.value.code == "DATA_NOT_FOUND"
+    with pytest.raises(DataError) as info:
+        RetrievalDataset(str(tmp_path)).shard_files("train")
+    assert info.value.code == "DATA_MISSING_SPLIT"
     with pytest.raises(DataError) as info:
         worker_shards(["part-00000.tfrecord.gz"], 1, 2)
     assert info.value.code == "DATA_TOO_FEW_SHARDS"

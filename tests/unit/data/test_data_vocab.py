@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from sparkml_tf.data.vocab import build_vocab, load_vocab, load_vocab_text, write_vocab
+from sparkml_tf.retrieval.vocab import build_vocab, load_vocab, load_vocab_text, write_vocab
 from sparkml_tf.errors import DataError
 
 

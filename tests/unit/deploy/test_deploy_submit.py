@@ -172,7 +172,7 @@ def test_local_launcher_is_not_a_barrier_stage():
 
 
 def test_stage_without_its_own_entry_point_goes_through_run_py():
-    config = {"type": "sparkml_tf.jobs.Pipeline", "name": "smoke", "jobs": [{"type": "sparkml_tf.jobs.CheckEnvironment"}], "tracking": None}
+    config = {"type": "sparkml_tf.engine.Pipeline", "name": "smoke", "jobs": [{"type": "sparkml_tf.engine.CheckEnvironment"}], "tracking": None}
     resolved = resolve(config)
     (command,) = plan(resolved, target("yarn-cluster"), json.dumps(config), environ={})
     assert command.stage == "check"  # CheckEnvironment's default name, as --job names it
@@ -268,7 +268,7 @@ def test_entry_points_must_be_here(tmp_path, monkeypatch):
 
 def test_barrier_stage_found_from_the_jobs_defaults():
     # No num_workers or launcher in the config: Train's defaults (2, "spark") make it a barrier stage.
-    train = {"type": "sparkml_tf.jobs.Train", "dataset_dir": "d", "export_dir": "e", "embeddings_dir": "m", "checkpoint_dir": "c",
-             "model": {"type": "sparkml_tf.models.AverageModel", "eval": None}}
-    stages = pipeline_stages(resolve({"type": "sparkml_tf.jobs.Pipeline", "jobs": [train], "tracking": None}).config)
+    train = {"type": "sparkml_tf.retrieval.Train", "dataset_dir": "d", "export_dir": "e", "embeddings_dir": "m", "checkpoint_dir": "c",
+             "model": {"type": "sparkml_tf.retrieval.AverageModel", "eval": None}}
+    stages = pipeline_stages(resolve({"type": "sparkml_tf.engine.Pipeline", "jobs": [train], "tracking": None}).config)
     assert stages == [{"name": "train", "barrier_workers": 2, "whole": False}]

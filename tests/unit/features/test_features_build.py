@@ -2,8 +2,8 @@
 
 import pytest
 
-from sparkml_tf.features.build import build_feature_index, check_settings
-from sparkml_tf.features.index import Encoder
+from sparkml_tf.ranking.features.build import build_feature_index, check_settings
+from sparkml_tf.ranking.features.feature_index import Encoder
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.features.index import Encoder, FeatureIndex, cross_mix, normalize_crosses, validate_columns
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex, cross_mix, normalize_crosses, validate_columns
 
 FIELDS = [
     {"name": "I1", "kind": "numeric", "boundaries": [0.0, 1.0, 10.0]},
@@ -176,7 +176,7 @@ def test_empty_batch_and_no_numeric_fields():
 
 
 def test_category_strings_follow_spark_casts():
-    from sparkml_tf.features.index import category_strings
+    from sparkml_tf.ranking.features.feature_index import category_strings
 
     strings, missing = category_strings([True, False, 7, 7.0, 2.5, "", None, b"ab"])
     assert [None if m else s for s, m in zip(strings, missing)] == ["true", "false", "7", "7", "2.5", None, None, "ab"]

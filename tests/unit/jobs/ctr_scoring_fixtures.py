@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sparkml_tf.features.index import Encoder, FeatureIndex
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex
 
 DAY, OTHER_DAY = "2024-05-01", "2024-05-02"
 
@@ -118,7 +118,7 @@ def write_candidates(root, good_per_day: int = 20):
 def write_encoded_dataset(dataset_dir, index: FeatureIndex, sizes=(("train", 400), ("validation", 50), ("test", 200)), seed: int = 0):
     """``<dataset_dir>/encoded/`` (contract columns), ``feature_index/`` and ``stats.json``. Labels
     follow a logistic model of C1 and I1, so a logistic regression can learn them."""
-    from sparkml_tf.filesystems import write_json
+    from sparkml_tf.io.filesystems import write_json
 
     rng = np.random.default_rng(seed)
     encoder = Encoder(index)

@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from sparkml_tf.data.ctr_generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
+from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
 from sparkml_tf.errors import DataError
-from sparkml_tf.features.index import Encoder, FeatureIndex, validate_columns
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.ctr_dataset import BuildCtrDataset, GenerateCtrCandidates, feature_index_path, load_ctr_stats, split_rows
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex, validate_columns
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.ranking.jobs.dataset import BuildCtrDataset, GenerateCtrCandidates, split_rows
+from sparkml_tf.ranking.layout import CtrDataset
 from sparkml_tf.testing import RecordingTracker
 
 CROSSES = [["C1", "C2"], {"fields": ["C6", "C14"], "buckets": 40}]
@@ -48,7 +49,7 @@ def test_layout_and_stats(spark, built):
     for split in ("train", "validation"):
         names = sorted(n for n in os.listdir(os.path.join(out, "tfrecord", split)) if not n.startswith("."))
         assert names == [f"part-{i:05d}.tfrecord.gz" for i in range(3)]
-    assert load_ctr_stats(out) == json.loads(json.dumps(stats))
+    assert CtrDataset(out).read_stats() == json.loads(json.dumps(stats))
     assert stats["counts"]["rows.input"] == 1501 and stats["counts"]["rows.bad_columns"] == 1 and stats["counts"]["rows.kept"] == 1500
     assert stats["num_train_examples"] + stats["num_validation_examples"] + stats["num_test_examples"] == 1500
     assert 80 < stats["num_validation_examples"] < 220 and 80 < stats["num_test_examples"] < 220
@@ -60,7 +61,7 @@ def test_layout_and_stats(spark, built):
     assert stats["feature_index_version"] == index.version and stats["task"] == "ctr" and stats["num_shards"] == 3
     assert {k: stats[k] for k in index.sizes()} == index.sizes()
     assert (stats["num_deep"], stats["num_wide"], stats["num_dense"]) == (39, 41, 13)
-    assert tracker.artifacts == [feature_index_path(out)] and os.path.exists(tracker.artifacts[0])
+    assert tracker.artifacts == [CtrDataset(out).feature_index] and os.path.exists(tracker.artifacts[0])
     assert tracker.params["dataset.feature_index_version"] == index.version and tracker.params["dataset.format"] == "criteo-tsv"
     assert tracker.metrics["dataset.num_train_examples"] == stats["num_train_examples"]
     assert tracker.metrics["dataset.rows.bad_columns"] == 1 and tracker.metrics["dataset.wide_size"] == index.wide_size
@@ -139,16 +140,16 @@ def test_split_is_deterministic_across_partitionings(spark, built):
 @pytest.mark.spark
 def test_complete_output_is_skipped_unless_forced(spark, built, monkeypatch):
     job, out, stats, _ = built
-    import sparkml_tf.data.criteo as criteo
+    import sparkml_tf.ranking.criteo as criteo
 
     def fail(*args, **kwargs):
         raise AssertionError("should have been skipped")
 
     monkeypatch.setattr(criteo, "read_ctr", fail)
-    assert job.run(RunContext(_spark=spark)) == load_ctr_stats(out)
+    assert job.run(RunContext(_spark=spark)) == CtrDataset(out).read_stats()
     with pytest.raises(AssertionError, match="skipped"):
         job.run(RunContext(force=True, _spark=spark))
-    assert load_ctr_stats(out) == json.loads(json.dumps(stats))  # a failed forced run leaves the old output
+    assert CtrDataset(out).read_stats() == json.loads(json.dumps(stats))  # a failed forced run leaves the old output
 
 
 @pytest.mark.spark
@@ -209,7 +210,7 @@ def test_candidate_constructor_checks():
 
 
 def test_import_is_light():
-    probe = "import sys, sparkml_tf.jobs.ctr_dataset, sparkml_tf.features; print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pyspark', 'mlflow'}))"
+    probe = "import sys, sparkml_tf.ranking.jobs.dataset, sparkml_tf.ranking.features; print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pyspark', 'mlflow'}))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

@@ -5,7 +5,7 @@ import pytest
 from ctr_scoring_fixtures import feature_index, save_model, write_encoded_dataset
 
 from sparkml_tf.errors import ConfigError, DataError
-from sparkml_tf.jobs.base import RunContext
+from sparkml_tf.engine.base import RunContext
 from sparkml_tf.testing import RecordingTracker
 
 
@@ -19,7 +19,7 @@ def world(tmp_path_factory):
 
 
 def evaluate(spark, world, output, force=False, **kwargs):
-    from sparkml_tf.jobs.ctr_evaluate import EvaluateCtr
+    from sparkml_tf.ranking.jobs.evaluate import EvaluateCtr
 
     job = EvaluateCtr(str(world["root"] / "dataset"), str(world["root"] / "export"), str(output), **kwargs)
     ctx = RunContext(force=force, tracker=RecordingTracker(), _spark=spark)
@@ -70,8 +70,8 @@ def test_metrics_of_the_model_and_the_logistic_regression_baseline(spark, world,
 
 
 def test_settings_and_mismatched_feature_index_are_refused(spark, world, tmp_path):
-    from sparkml_tf.features.index import FeatureIndex
-    from sparkml_tf.jobs.ctr_evaluate import EvaluateCtr
+    from sparkml_tf.ranking.features.feature_index import FeatureIndex
+    from sparkml_tf.ranking.jobs.evaluate import EvaluateCtr
 
     with pytest.raises(ConfigError) as info:
         EvaluateCtr("d", "e", "m.json", baselines=["ease"])

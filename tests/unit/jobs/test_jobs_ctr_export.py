@@ -6,14 +6,15 @@ import pytest
 import tensorflow as tf
 
 from sparkml_tf.errors import DataError, SparkmlTfError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.ctr_export import ExportCtr
+from sparkml_tf.train.launch import build_specs
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.ranking.jobs.export import ExportCtr
 from sparkml_tf.serving.export import latest_version, read_metadata
 from sparkml_tf.spark.barrier import LocalLauncher
 from sparkml_tf.testing import RecordingTracker
-from sparkml_tf.testing.ctr import write_ctr_dataset
-from sparkml_tf.train.ctr import read_examples, train_ctr_worker
-from sparkml_tf.train.runner import shard_files
+from sparkml_tf.ranking.testing import write_ctr_dataset
+from sparkml_tf.ranking.trainer import read_examples, train_ctr_worker
+from sparkml_tf.ranking.layout import CtrDataset
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +29,10 @@ def trained(tmp_path_factory):
     write_ctr_dataset(str(root / "dataset"), num_train=400, num_validation=150, num_shards=1)
     settings = {
         "dataset_dir": str(root / "dataset"), "model_dir": str(root / "model"), "checkpoint_dir": str(root / "ckpt"),
-        "model": {"type": "sparkml_tf.models.DCNv2", "embedding_dim": 3, "cross_layers": 1, "hidden_units": [8], "eval": None},
+        "model": {"type": "sparkml_tf.ranking.DCNv2", "embedding_dim": 3, "cross_layers": 1, "hidden_units": [8], "eval": None},
         "epochs": 2, "batch_size": 50, "learning_rate": 0.01,
     }
-    summary = LocalLauncher().run(train_ctr_worker, settings)
+    summary = LocalLauncher().run(train_ctr_worker, build_specs(settings))
     return {"dataset": str(root / "dataset"), "model_dir": str(root / "model"), "summary": summary}
 
 
@@ -47,12 +48,12 @@ def test_exports_skips_the_same_model_and_forces(trained, tmp_path):
     assert metadata["best_val_auc"] == pytest.approx(trained["summary"]["best_val_auc"])
 
     # The served model scores the validation set as the best epoch did.
-    from sparkml_tf.train.ctr import binary_metrics
+    from sparkml_tf.ranking.trainer import binary_metrics
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
     labels, logits, rows = [], [], set()
     sizes = metadata["inputs"]
-    for batch in read_examples(shard_files(trained["dataset"], "validation"), sizes):
+    for batch in read_examples(CtrDataset(trained["dataset"]).shard_files("validation"), sizes):
         labels.append(batch["label"].numpy())
         logits.append(serve(deep_ids=batch["deep_ids"], wide_ids=batch["wide_ids"], dense=batch["dense"])["logit"].numpy())
         rows |= {tuple(r) for r in batch["deep_ids"].numpy().tolist()}

@@ -6,12 +6,12 @@ import keras
 import pytest
 
 from sparkml_tf.errors import DataError, SparkmlTfError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.ctr_train import TrainCtr
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.ranking.jobs.train import TrainCtr
 from sparkml_tf.testing import RecordingTracker
-from sparkml_tf.testing.ctr import write_ctr_dataset
+from sparkml_tf.ranking.testing import write_ctr_dataset
 
-MODEL = {"type": "sparkml_tf.models.WideDeep", "embedding_dim": 4, "hidden_units": [8], "eval": None}
+MODEL = {"type": "sparkml_tf.ranking.WideDeep", "embedding_dim": 4, "hidden_units": [8], "eval": None}
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +39,7 @@ def test_local_training_logs_to_tracker_and_skips_when_complete(dataset, tmp_pat
     assert summary["epochs_run"] == 2 and summary["best_val_auc"] > 0.6
     assert os.path.exists(tmp_path / "model" / "_SPARKML_TF_COMPLETE")
     kinds = [c[0] for c in tracker.calls]
-    assert kinds.count("params") == 1 and tracker.params["train.model"] == "sparkml_tf.models.WideDeep"
+    assert kinds.count("params") == 1 and tracker.params["train.model"] == "sparkml_tf.ranking.WideDeep"
     assert tracker.params["train.model.hidden_units"] == [8] and tracker.params["train.launcher"] == "local"
     assert [c[2] for c in tracker.calls if c[0] == "metrics" and "val_auc" in c[1]] == [0, 1]
     assert {"loss", "val_auc", "val_logloss", "epoch_seconds", "best_val_auc"} <= set(tracker.metrics)

@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.dataset import BuildDataset, load_stats
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.retrieval.jobs.dataset import BuildDataset
+from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.testing import RecordingTracker
 
 GENERATOR = {"num_users": 100, "num_items": 60, "ratings_per_user": 20, "min_ratings_per_user": 6}
@@ -34,7 +35,7 @@ def test_layout_and_stats(spark, built):
         names = sorted(os.listdir(os.path.join(out, "tfrecord", split)))
         assert [n for n in names if n.startswith("part-")] == [f"part-{i:05d}.tfrecord.gz" for i in range(3)]
     assert sorted(os.listdir(os.path.join(out, "vocab"))) == ["items.parquet", "items.txt"]
-    assert load_stats(out) == json.loads(json.dumps(stats))
+    assert RetrievalDataset(out).read_stats(()) == json.loads(json.dumps(stats))
     interactions = spark.read.parquet(os.path.join(out, "interactions"))
     assert interactions.columns == ["user", "item", "rating", "timestamp", "split"]
     train_users = interactions.where("split = 'train'").select("user").distinct().count()
@@ -48,8 +49,8 @@ def test_layout_and_stats(spark, built):
 
 @pytest.mark.spark
 def test_records_match_interactions(spark, built):
-    from sparkml_tf.data.tfrecord_dataset import read_examples
-    from sparkml_tf.data.vocab import load_vocab
+    from sparkml_tf.retrieval.records import read_examples
+    from sparkml_tf.retrieval.vocab import load_vocab
 
     _, out, _, _ = built
     items = load_vocab(os.path.join(out, "vocab"))["item"].tolist()
@@ -68,21 +69,21 @@ def test_records_match_interactions(spark, built):
 @pytest.mark.spark
 def test_complete_output_is_skipped_unless_forced(spark, built, monkeypatch):
     job, out, stats, _ = built
-    import sparkml_tf.data.split as split
+    import sparkml_tf.retrieval.split as split
 
     def fail(*args, **kwargs):
         raise AssertionError("should have been skipped")
 
     monkeypatch.setattr(split, "strong_generalization_split", fail)
-    assert job.run(RunContext(_spark=spark)) == load_stats(out)
+    assert job.run(RunContext(_spark=spark)) == RetrievalDataset(out).read_stats(())
     with pytest.raises(AssertionError, match="skipped"):
         job.run(RunContext(force=True, _spark=spark))
-    assert load_stats(out) == json.loads(json.dumps(stats))  # a failed forced run leaves the old output
+    assert RetrievalDataset(out).read_stats(()) == json.loads(json.dumps(stats))  # a failed forced run leaves the old output
 
 
 @pytest.mark.spark
 def test_force_rebuilds_and_movielens_file(spark, tmp_path):
-    from sparkml_tf.data.generate import generate_ratings
+    from sparkml_tf.retrieval.generate import generate_ratings
 
     ratings = generate_ratings(**GENERATOR, seed=4)
     path = tmp_path / "ratings.csv"
@@ -114,6 +115,6 @@ def test_constructor_checks():
 
 
 def test_import_is_light():
-    code = "import sys, sparkml_tf.jobs.dataset as d; d.BuildDataset('o'); print(sorted(m for m in ('tensorflow', 'pyspark') if m in sys.modules))"
+    code = "import sys, sparkml_tf.retrieval.jobs.dataset as d; d.BuildDataset('o'); print(sorted(m for m in ('tensorflow', 'pyspark') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.jobs.base import RunContext
+from sparkml_tf.engine.base import RunContext
 from sparkml_tf.testing import RecordingTracker
 
 NUM_ITEMS, DIM = 30, 4
@@ -36,9 +36,9 @@ def evaluated(spark, tmp_path_factory):
     """Dataset -> Predict -> BuildIndex -> Evaluate on a toy catalogue, run once for the module."""
     from test_jobs_predict import save_average_model
 
-    from sparkml_tf.jobs.evaluate import Evaluate
-    from sparkml_tf.jobs.index import BuildIndex
-    from sparkml_tf.jobs.predict import Predict
+    from sparkml_tf.retrieval.jobs.evaluate import Evaluate
+    from sparkml_tf.retrieval.jobs.index import BuildIndex
+    from sparkml_tf.retrieval.jobs.predict import Predict
 
     tmp = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)
@@ -112,7 +112,7 @@ def test_output_file_tracking_and_skip(evaluated):
 
 @pytest.mark.spark
 def test_ease_skipped_above_max_items_and_no_users_error(evaluated, tmp_path):
-    from sparkml_tf.jobs.evaluate import Evaluate
+    from sparkml_tf.retrieval.jobs.evaluate import Evaluate
 
     tmp, spark = evaluated["tmp"], evaluated["spark"]
     job = Evaluate(str(tmp / "data"), str(tmp / "users"), str(tmp / "index"), str(tmp / "emb"), str(tmp_path / "m.json"), ks=[3], ease_max_items=10, ann_check_users=0)
@@ -126,7 +126,7 @@ def test_ease_skipped_above_max_items_and_no_users_error(evaluated, tmp_path):
 
 
 def test_bad_arguments():
-    from sparkml_tf.jobs.evaluate import Evaluate
+    from sparkml_tf.retrieval.jobs.evaluate import Evaluate
 
     with pytest.raises(DataError) as e:
         Evaluate("d", "u", "i", "e", "m.json", baselines=["svd"])

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.outputs import MARKER
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.io.outputs import MARKER
 from sparkml_tf.testing import RecordingTracker
 
 
@@ -32,14 +32,14 @@ def write_embeddings(path, n=40, d=6, seed=0):
 
 
 def test_importing_the_job_loads_neither_tensorflow_nor_pyspark():
-    code = "import sys, sparkml_tf.jobs.index, sparkml_tf.jobs.predict, sparkml_tf.jobs.evaluate; print([m for m in ('tensorflow', 'pyspark', 'hnswlib') if m in sys.modules])"
+    code = "import sys, sparkml_tf.retrieval.jobs.index, sparkml_tf.retrieval.jobs.predict, sparkml_tf.retrieval.jobs.evaluate; print([m for m in ('tensorflow', 'pyspark', 'hnswlib') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_build_index_writes_logs_and_skips(tmp_path):
     from sparkml_tf.index.hnsw import HnswIndex, exact_search
-    from sparkml_tf.jobs.index import BuildIndex
+    from sparkml_tf.retrieval.jobs.index import BuildIndex
 
     vectors, biases = write_embeddings(tmp_path / "emb")
     out = tmp_path / "index"
@@ -66,7 +66,7 @@ def test_build_index_writes_logs_and_skips(tmp_path):
 
 
 def test_missing_embeddings_raise_data_error(tmp_path):
-    from sparkml_tf.jobs.index import BuildIndex
+    from sparkml_tf.retrieval.jobs.index import BuildIndex
 
     with pytest.raises(DataError) as e:
         BuildIndex(str(tmp_path / "nope"), str(tmp_path / "index")).run(RunContext())

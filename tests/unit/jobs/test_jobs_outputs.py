@@ -3,7 +3,7 @@ import os
 import pytest
 
 from sparkml_tf.errors import OutputError
-from sparkml_tf.jobs.outputs import MARKER, atomic_output, is_complete
+from sparkml_tf.io.outputs import MARKER, atomic_output, is_complete
 
 
 def test_output_appears_only_when_complete(tmp_path):

@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.outputs import MARKER
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.io.outputs import MARKER
 
 NUM_ITEMS, DIM = 12, 4
 
@@ -44,7 +44,7 @@ def write_dataset(root, rows):
 
 
 def test_padded_from_list_array_uses_offsets_of_slices_and_nulls():
-    from sparkml_tf.spark.inference_remote import float_list_array, padded_from_list_array
+    from sparkml_tf.spark.executor import float_list_array, padded_from_list_array
 
     array = pa.array([[1, 2], None, [], [3, 4, 5], [6]], pa.list_(pa.int64()))
     assert padded_from_list_array(array).tolist() == [[1, 2, -1], [-1, -1, -1], [-1, -1, -1], [3, 4, 5], [6, -1, -1]]
@@ -58,7 +58,8 @@ def test_embed_buckets_by_length_and_keeps_row_order(tmp_path):
     input order and equal the unbucketed model output, from a padded matrix or from list offsets."""
     import tensorflow as tf
 
-    from sparkml_tf.spark.inference_remote import embed, embed_lists, list_offsets_values, load_model, padded_from_list_array, used_lengths
+    from sparkml_tf.retrieval.remote import embed, embed_lists, load_model, used_lengths
+    from sparkml_tf.spark.executor import list_offsets_values, padded_from_list_array
 
     table = np.random.default_rng(0).normal(size=(NUM_ITEMS, DIM)).astype(np.float32)
     fn = load_model("bucket", save_average_model(tmp_path / "export", table))
@@ -88,7 +89,7 @@ def test_embed_buckets_by_length_and_keeps_row_order(tmp_path):
 def test_freeze_heap_moves_live_objects_out_of_collections():
     import gc
 
-    from sparkml_tf.spark.inference_remote import freeze_heap
+    from sparkml_tf.spark.executor import freeze_heap
 
     try:
         freeze_heap()
@@ -99,7 +100,7 @@ def test_freeze_heap_moves_live_objects_out_of_collections():
 
 @pytest.mark.spark
 def test_arrow_batch_rows_is_restored(spark):
-    from sparkml_tf.jobs.predict import arrow_batch_rows
+    from sparkml_tf.retrieval.jobs.predict import arrow_batch_rows
 
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key)
@@ -113,7 +114,8 @@ def test_arrow_batch_rows_is_restored(spark):
 
 
 def test_signature_is_checked(tmp_path):
-    from sparkml_tf.spark.inference_remote import latest_version, load_model
+    from sparkml_tf.retrieval.remote import load_model
+    from sparkml_tf.serving.export import latest_version
 
     save_average_model(tmp_path / "export", np.zeros((3, 2), np.float32), version=2, input_name="ids")
     save_average_model(tmp_path / "export", np.zeros((3, 2), np.float32), version=10)
@@ -128,7 +130,7 @@ def test_signature_is_checked(tmp_path):
 
 @pytest.mark.spark
 def test_predict_embeds_users_of_the_split(spark, tmp_path):
-    from sparkml_tf.jobs.predict import Predict
+    from sparkml_tf.retrieval.jobs.predict import Predict
 
     table = np.random.default_rng(0).normal(size=(NUM_ITEMS, DIM)).astype(np.float32)
     save_average_model(tmp_path / "export", table)
@@ -152,7 +154,7 @@ def test_predict_embeds_users_of_the_split(spark, tmp_path):
 
 @pytest.mark.spark
 def test_items_are_ordered_by_timestamp(spark, tmp_path):
-    from sparkml_tf.jobs.predict import group_items, read_interactions
+    from sparkml_tf.retrieval.jobs.predict import group_items, read_interactions
 
     write_dataset(tmp_path / "data", [("u", "i5", 30, "train"), ("u", "i7", 10, "train"), ("u", "i1", 20, "train")])
     row = group_items(read_interactions(spark, str(tmp_path / "data"), ["train"])).first()
@@ -160,7 +162,7 @@ def test_items_are_ordered_by_timestamp(spark, tmp_path):
 
 
 def test_bad_arguments_raise_with_paths():
-    from sparkml_tf.jobs.predict import Predict
+    from sparkml_tf.retrieval.jobs.predict import Predict
 
     with pytest.raises(DataError) as e:
         Predict("d", "e", "o", arrow_batch_rows=0)

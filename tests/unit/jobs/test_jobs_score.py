@@ -5,8 +5,8 @@ import pytest
 from ctr_scoring_fixtures import BAD_REASONS, BAD_ROWS, DAY, OTHER_DAY, feature_index, model_probabilities, save_model, write_candidates
 
 from sparkml_tf.errors import ConfigError, DataError, OutputError
-from sparkml_tf.jobs.base import RunContext
-from sparkml_tf.jobs.outputs import MARKER
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.io.outputs import MARKER
 from sparkml_tf.testing import RecordingTracker
 
 
@@ -20,7 +20,7 @@ def world(tmp_path_factory):
 
 
 def make_job(world, out, date=DAY, cls=None, **kwargs):
-    from sparkml_tf.jobs.score import ScoreCandidates
+    from sparkml_tf.ranking.jobs.score import ScoreCandidates
 
     cls = cls or ScoreCandidates
     return cls(str(world["root"] / "candidates"), str(out / "scores"), str(out / "quarantine"), str(world["root"] / "export"), date, batch_size=7, **kwargs)
@@ -59,8 +59,8 @@ def test_date_is_checked_when_the_job_is_built(world, tmp_path):
         make_job(world, tmp_path, date="$run:date")
     assert info.value.code == "CONFIG_BAD_VALUE"
     config = {
-        "type": "sparkml_tf.jobs.Pipeline",
-        "jobs": [{"type": "sparkml_tf.jobs.ScoreCandidates", "candidates_path": "c", "output_path": "o", "quarantine_path": "q", "export_dir": "e", "date": "$run:date"}],
+        "type": "sparkml_tf.engine.Pipeline",
+        "jobs": [{"type": "sparkml_tf.ranking.ScoreCandidates", "candidates_path": "c", "output_path": "o", "quarantine_path": "q", "export_dir": "e", "date": "$run:date"}],
     }
     pipeline = resolve(config, {"run": {"date": "2024-01-01"}}, ["run.date=2024-05-01"]).build()
     assert pipeline.jobs[0].date == "2024-05-01"
@@ -140,7 +140,7 @@ class CrashAfterWriting:
 
 
 def test_a_run_killed_midway_leaves_nothing_visible_and_the_rerun_completes(spark, world, tmp_path):
-    from sparkml_tf.jobs.score import ScoreCandidates
+    from sparkml_tf.ranking.jobs.score import ScoreCandidates
 
     crashing = type("Crashing", (CrashAfterWriting, ScoreCandidates), {})
     with pytest.raises(Killed):
@@ -181,7 +181,7 @@ def test_errors_name_the_problem(spark, world, tmp_path):
         run(spark, make_job(world, tmp_path))
     assert info.value.code == "OUTPUT_EXISTS"
     with pytest.raises(DataError) as info:
-        from sparkml_tf.jobs.score import ScoreCandidates
+        from sparkml_tf.ranking.jobs.score import ScoreCandidates
 
         run(spark, ScoreCandidates(str(world["root"] / "candidates"), str(tmp_path / "s"), str(tmp_path / "q"), str(tmp_path / "no-export"), DAY))
     assert info.value.code == "MODEL_NOT_FOUND"
@@ -193,8 +193,8 @@ def test_scores_with_the_newest_real_export(spark, world, tmp_path):
 
     import tensorflow as tf
 
-    from sparkml_tf.models.wide_deep import WideDeep
-    from sparkml_tf.serving.export import export_ctr_model
+    from sparkml_tf.ranking.models.wide_deep import WideDeep
+    from sparkml_tf.ranking.export import export_ctr_model
 
     export_dir = tmp_path / "export"
     shutil.copytree(world["model_path"], export_dir / "1")
@@ -204,7 +204,7 @@ def test_scores_with_the_newest_real_export(spark, world, tmp_path):
     newest = export_ctr_model(spec, net, feature_index(), str(export_dir), warmup_records=0)
     assert newest.endswith("/2")
 
-    from sparkml_tf.jobs.score import ScoreCandidates
+    from sparkml_tf.ranking.jobs.score import ScoreCandidates
 
     job = ScoreCandidates(str(world["root"] / "candidates"), str(tmp_path / "scores"), str(tmp_path / "quarantine"), str(export_dir), OTHER_DAY)
     result, _ = run(spark, job)
@@ -221,8 +221,8 @@ def test_executor_helpers_check_the_model_against_its_feature_index(world, tmp_p
 
     import pyarrow as pa
 
-    from sparkml_tf.features.index import FeatureIndex
-    from sparkml_tf.spark.ctr_inference_remote import id_matrix, load_ctr_model
+    from sparkml_tf.ranking.features.feature_index import FeatureIndex
+    from sparkml_tf.ranking.score_remote import id_matrix, load_ctr_model
 
     fn, encoder = load_ctr_model("check", world["model_path"], threads=0)
     assert fn is load_ctr_model("check", world["model_path"], threads=0)[0]  # cached per worker

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.models.average import AverageModel
-from sparkml_tf.models.losses import BPRLoss
+from sparkml_tf.retrieval.models.average import AverageModel
+from sparkml_tf.retrieval.models.losses import BPRLoss
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.models.dcn import DCNv2
+from sparkml_tf.ranking.models.dcn import DCNv2
 
 SIZES = {"deep_size": 30, "wide_size": 50, "num_deep": 3, "num_wide": 4, "num_dense": 2}
 

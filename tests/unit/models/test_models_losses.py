@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from sparkml_tf.models.losses import BPRLoss, SampledSoftmaxLoss
+from sparkml_tf.retrieval.models.losses import BPRLoss, SampledSoftmaxLoss
 
 
 def test_bpr_matches_hand_computed_value():

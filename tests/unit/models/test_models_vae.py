@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.models.vae import MultVAE
+from sparkml_tf.retrieval.models.vae import MultVAE
 
 
 @pytest.fixture(autouse=True)

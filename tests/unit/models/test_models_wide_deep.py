@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.models.wide_deep import WideDeep, ctr_sizes
-from sparkml_tf.testing.ctr import ctr_feature_index
+from sparkml_tf.ranking.models.wide_deep import WideDeep, ctr_sizes
+from sparkml_tf.ranking.testing import ctr_feature_index
 
 SIZES = {"deep_size": 40, "wide_size": 70, "num_deep": 4, "num_wide": 6, "num_dense": 2}
 
@@ -121,14 +121,14 @@ def test_spec_module_imports_without_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, sparkml_tf.models.wide_deep, sparkml_tf.models.dcn; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, sparkml_tf.ranking.models.wide_deep, sparkml_tf.ranking.models.dcn; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_wide_part_gets_its_own_learning_rate_group():
     import keras
 
-    from sparkml_tf.train.runner import make_optimizers
+    from sparkml_tf.train.loop import make_optimizers
 
     sizes = {"deep_size": 20, "wide_size": 30, "num_deep": 3, "num_wide": 4, "num_dense": 2}
     net = WideDeep(embedding_dim=2, hidden_units=[4], wide_learning_rate=0.05).build(sizes)

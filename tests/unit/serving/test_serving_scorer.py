@@ -10,14 +10,14 @@ import pytest
 import tensorflow as tf
 
 from sparkml_tf.errors import ConfigError, DataError, SparkmlTfError
-from sparkml_tf.features.index import Encoder, FeatureIndex
-from sparkml_tf.models.wide_deep import WideDeep
-from sparkml_tf.serving import scorer as scorer_module
-from sparkml_tf.serving import servable as servable_module
-from sparkml_tf.serving.export import export_ctr_model
-from sparkml_tf.features.rows import PlainRowEncoder
-from sparkml_tf.serving.scorer import Scorer, ServingError
-from sparkml_tf.serving.servable import read_warmup_requests
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex
+from sparkml_tf.ranking.models.wide_deep import WideDeep
+from sparkml_tf.ranking import scorer as scorer_module
+from sparkml_tf.ranking import servable as servable_module
+from sparkml_tf.ranking.export import export_ctr_model
+from sparkml_tf.ranking.features.rows import PlainRowEncoder
+from sparkml_tf.ranking.scorer import Scorer, ServingError
+from sparkml_tf.ranking.servable import read_warmup_requests
 
 
 def tiny_index(extra_field: bool = False) -> FeatureIndex:
@@ -266,7 +266,7 @@ def test_tf_threads_after_tensorflow_started_warns_and_keeps_serving(models, tmp
     tf.constant(1.0) + 1.0  # the runtime (and its pools) now exist in this process
     current = tf.config.threading.get_intra_op_parallelism_threads()
     wanted = current + 3
-    with caplog.at_level("WARNING", logger="sparkml_tf.serving.scorer"):
+    with caplog.at_level("WARNING", logger="sparkml_tf.ranking.scorer"):
         with Scorer(export_dir, poll_seconds=None, tf_threads=wanted) as scorer:
             assert len(scorer.score(raw_rows(4))) == 4
     assert f"tf_threads={wanted}" in caplog.text
@@ -308,7 +308,7 @@ def test_an_unusable_direct_call_falls_back_to_the_signature(models, tmp_path, m
 
 
 def assert_same_encoding(rows, index):
-    from sparkml_tf.features.index import rows_to_columns
+    from sparkml_tf.ranking.features.feature_index import rows_to_columns
 
     expected = Encoder(index).encode(rows_to_columns(rows, index.field_names))  # the general path
     got = Encoder(index).encode_rows(rows)

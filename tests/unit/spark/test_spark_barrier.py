@@ -7,6 +7,7 @@ import os
 import pytest
 
 from sparkml_tf.errors import DistributedError
+from sparkml_tf.train.launch import build_specs
 from sparkml_tf.spark.barrier import LocalLauncher, SparkBarrierLauncher, make_launcher
 
 pytestmark = pytest.mark.spark
@@ -86,8 +87,8 @@ def test_local_launcher_and_factory():
 
 
 def test_two_worker_training(spark, tmp_path):
-    from sparkml_tf.train.loop import train_worker
-    from sparkml_tf.train.toy import write_toy_dataset
+    from sparkml_tf.retrieval.trainer import train_worker
+    from sparkml_tf.retrieval.toy import write_toy_dataset
 
     write_toy_dataset(str(tmp_path / "ds"), num_users=128, num_items=60, num_shards=2, num_validation=32)
     settings = {
@@ -95,8 +96,8 @@ def test_two_worker_training(spark, tmp_path):
         "export_dir": str(tmp_path / "export"),
         "embeddings_dir": str(tmp_path / "embeddings"),
         "checkpoint_dir": str(tmp_path / "ckpt"),
-        "model": {"type": "sparkml_tf.models.AverageModel", "embedding_dim": 8, "eval": None},
-        "loss": {"type": "sparkml_tf.models.BPRLoss", "num_negatives": 4, "eval": None},
+        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
+        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
         "epochs": 2,
         "batch_size": 32,
         "learning_rate": 0.01,
@@ -104,7 +105,7 @@ def test_two_worker_training(spark, tmp_path):
         "patience": 3,
         "tf_threads": 1,
     }
-    result = SparkBarrierLauncher(2, spark=spark).run(train_worker, settings)
+    result = SparkBarrierLauncher(2, spark=spark).run(train_worker, build_specs(settings))
     assert result["num_workers"] == 2
     assert result["steps"] == 2 * result["steps_per_epoch"] == 8
     assert result["epochs_run"] == 2

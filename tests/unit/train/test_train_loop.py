@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from sparkml_tf.spark.barrier import LocalLauncher
-from sparkml_tf.train.loop import build_spec, ndcg_at_k, train_worker
-from sparkml_tf.train.toy import write_toy_dataset
+from sparkml_tf.retrieval.trainer import ndcg_at_k, train_worker
+from sparkml_tf.train.launch import build_specs
+from sparkml_tf.retrieval.toy import write_toy_dataset
 
-AVERAGE = {"type": "sparkml_tf.models.AverageModel", "embedding_dim": 16, "input_dropout": 0.1, "eval": None}
+AVERAGE = {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 16, "input_dropout": 0.1, "eval": None}
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def settings_for(dataset, tmp_path, **overrides):
         "embeddings_dir": str(tmp_path / "embeddings"),
         "checkpoint_dir": str(tmp_path / "checkpoints"),
         "model": AVERAGE,
-        "loss": {"type": "sparkml_tf.models.BPRLoss", "num_negatives": 8, "eval": None},
+        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 8, "eval": None},
         "epochs": 4,
         "batch_size": 32,
         "learning_rate": 0.01,
@@ -47,7 +48,8 @@ def settings_for(dataset, tmp_path, **overrides):
 
 
 def random_ndcg(dataset):
-    from sparkml_tf.train.loop import read_validation, shard_files
+    from sparkml_tf.retrieval.layout import RetrievalDataset
+    from sparkml_tf.retrieval.records import read_validation
 
     class Random:
         def __init__(self):
@@ -62,12 +64,12 @@ def random_ndcg(dataset):
         def item_biases(self):
             return tf.zeros([300])
 
-    inputs, targets = read_validation(shard_files(dataset, "validation"))
+    inputs, targets = read_validation(RetrievalDataset(dataset).shard_files("validation"))
     return ndcg_at_k(Random(), inputs, targets)
 
 
 def test_learns_exports_and_embeddings(dataset, tmp_path):
-    result = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path))
+    result = LocalLauncher().run(train_worker, build_specs(settings_for(dataset, tmp_path)))
     assert result["epochs_run"] == 4 and result["steps"] == 4 * result["steps_per_epoch"]
     assert result["best_ndcg"] > random_ndcg(dataset) + 0.1
     assert [h["epoch"] for h in result["history"]] == [0, 1, 2, 3]
@@ -91,17 +93,17 @@ def test_learns_exports_and_embeddings(dataset, tmp_path):
     assert os.path.exists(tmp_path / "embeddings" / "_SPARKML_TF_COMPLETE")
 
     # A second export lands in the next version.
-    again = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, force=True))
+    again = LocalLauncher().run(train_worker, build_specs(settings_for(dataset, tmp_path, force=True)))
     assert again["export_path"].endswith(os.path.join("export", "2"))
     assert again["resumed_from_step"] == result["steps"] and again["steps"] == result["steps"]
 
 
 def test_resumes_from_checkpoint(dataset, tmp_path):
-    first = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, epochs=1))
+    first = LocalLauncher().run(train_worker, build_specs(settings_for(dataset, tmp_path, epochs=1)))
     per_epoch = first["steps_per_epoch"]
     assert first["steps"] == per_epoch and first["epochs_run"] == 1
     keras.backend.clear_session()
-    second = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, epochs=3, force=True))
+    second = LocalLauncher().run(train_worker, build_specs(settings_for(dataset, tmp_path, epochs=3, force=True)))
     assert second["resumed_from_step"] == per_epoch
     assert second["steps"] == 3 * per_epoch
     assert [h["epoch"] for h in second["history"]] == [0, 1, 2]
@@ -111,8 +113,8 @@ def test_resumes_from_checkpoint(dataset, tmp_path):
 
 
 def test_early_stopping_and_vae(dataset, tmp_path):
-    vae = {"type": "sparkml_tf.models.MultVAE", "hidden_dims": [32, 8], "anneal_steps": 50, "eval": None}
-    result = LocalLauncher().run(train_worker, settings_for(dataset, tmp_path, model=vae, loss=None, epochs=30, patience=1, learning_rate=0.05))
+    vae = {"type": "sparkml_tf.retrieval.MultVAE", "hidden_dims": [32, 8], "anneal_steps": 50, "eval": None}
+    result = LocalLauncher().run(train_worker, build_specs(settings_for(dataset, tmp_path, model=vae, loss=None, epochs=30, patience=1, learning_rate=0.05)))
     assert result["epochs_run"] < 30  # stopped early
     ndcgs = [h["val_ndcg@100"] for h in result["history"]]
     assert result["best_ndcg"] == pytest.approx(max(ndcgs))
@@ -133,25 +135,31 @@ def test_early_stopping_and_vae(dataset, tmp_path):
         def item_biases(self):
             return factors["biases"]
 
-    from sparkml_tf.train.loop import read_validation, shard_files
+    from sparkml_tf.retrieval.layout import RetrievalDataset
+    from sparkml_tf.retrieval.records import read_validation
 
-    inputs, targets = read_validation(shard_files(dataset, "validation"))
+    inputs, targets = read_validation(RetrievalDataset(dataset).shard_files("validation"))
     assert ndcg_at_k(Exported(), inputs, targets) == pytest.approx(result["best_ndcg"], abs=1e-6)
 
 
 def test_build_spec_and_missing_data(tmp_path):
-    spec = build_spec({"type": "sparkml_tf.models.BPRLoss", "num_negatives": 3, "eval": None})
-    assert spec.num_negatives == 3
+    built = build_specs({"model": AVERAGE, "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 3, "eval": None}})
+    assert built["loss"].num_negatives == 3 and built["raw_specs"]["model"] == AVERAGE
+    from sparkml_tf.errors import SparkmlTfError
+
+    with pytest.raises(SparkmlTfError) as unbuilt:  # workers never build configs
+        train_worker(settings_for(str(tmp_path / "nothing"), tmp_path))
+    assert unbuilt.value.code == "CONFIG_BAD_SUBCONFIG" and unbuilt.value.path == "model"
     from sparkml_tf.errors import DataError
 
     with pytest.raises(DataError) as info:
-        train_worker(settings_for(str(tmp_path / "nothing"), tmp_path))
+        train_worker(build_specs(settings_for(str(tmp_path / "nothing"), tmp_path)))
     assert info.value.code == "DATA_MISSING_STATS"
 
 
 def test_train_job_local_logs_to_tracker(dataset, tmp_path):
-    from sparkml_tf.jobs.base import RunContext
-    from sparkml_tf.jobs.train import Train
+    from sparkml_tf.engine.base import RunContext
+    from sparkml_tf.retrieval.jobs.train import Train
     from sparkml_tf.testing import RecordingTracker
 
     s = settings_for(dataset, tmp_path, epochs=2)

@@ -1,2 +1,0 @@
-"""Datasets: raw MovieLens readers, the generator, the Mult-VAE split, vocabularies, and the
-training inputs (TFRecord shards written by executors; Parquet for Petastorm)."""

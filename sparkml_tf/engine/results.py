@@ -1,0 +1,19 @@
+"""What a job reports: the metrics file every evaluation writes, and its copy in the tracker."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+from sparkml_tf.engine.base import RunContext
+from sparkml_tf.io.filesystems import write_json
+
+
+def save_metrics(ctx: RunContext, output_path: str, metrics: Dict[str, Any]) -> None:
+    """Write ``metrics.json`` atomically and log the metrics and the file to the tracker."""
+    write_json(output_path, metrics)
+    ctx.tracker.log_metrics(metrics)
+    if "://" in output_path:  # not a local file the tracker can copy: log the content
+        ctx.tracker.log_dict(metrics, os.path.basename(output_path))
+    else:
+        ctx.tracker.log_artifact(output_path)

@@ -1,9 +1,0 @@
-"""CTR features: the feature index (vocabularies, numeric buckets, crosses) and its encoder.
-
-``sparkml_tf.features.index`` is pure python/numpy/pandas and runs anywhere (Spark executors,
-an online server); ``sparkml_tf.features.build`` builds an index from a Spark DataFrame.
-"""
-
-from sparkml_tf.features.index import FeatureIndex, Encoder, validate_columns
-
-__all__ = ["FeatureIndex", "Encoder", "validate_columns"]

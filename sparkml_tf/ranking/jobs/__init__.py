@@ -1,0 +1,1 @@
+"""Ranking jobs: dataset, train, export, evaluate, candidates, score."""

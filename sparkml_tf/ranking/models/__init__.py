@@ -1,0 +1,1 @@
+"""CTR model specs: light classes named in configs; build() makes the Keras parts."""

@@ -1,0 +1,1 @@
+"""Retrieval jobs: dataset, train, index, predict, evaluate."""

@@ -1,0 +1,92 @@
+"""Train job: ship the settings to N workers, train there, log the outcome to MLflow on the driver.
+
+Light to import (no TensorFlow, no pyspark): the model and loss stay raw sub-configs
+(``"eval": null``) in the config; :func:`sparkml_tf.train.launch.launch` builds them on the driver
+(under the config's import allow-list) and ships the light spec objects to the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Optional
+
+from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.io.outputs import is_complete
+from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
+
+LOGGER = logging.getLogger(__name__)
+
+
+class Train(Job):
+    def __init__(
+        self,
+        dataset_dir: str,
+        export_dir: str,
+        embeddings_dir: str,
+        checkpoint_dir: str,
+        model: dict,
+        loss: Optional[dict] = None,
+        num_workers: int = 2,
+        launcher: str = "spark",
+        epochs: int = 10,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        checkpoint_every_steps: int = 200,
+        patience: int = 3,
+        seed: int = 0,
+        name: str = "train",
+    ):
+        check_subconfigs(model=model, loss=loss)
+        check_launcher(launcher)
+        if num_workers < 1 or epochs < 1 or batch_size < 1:
+            raise SparkmlTfError("CONFIG_BAD_VALUE", "num_workers, epochs and batch_size must be at least 1")
+        self.dataset_dir, self.export_dir, self.embeddings_dir, self.checkpoint_dir = dataset_dir, export_dir, embeddings_dir, checkpoint_dir
+        self.model, self.loss = dict(model), (dict(loss) if loss else None)
+        self.num_workers, self.launcher = int(num_workers), launcher
+        self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
+        self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
+        self.name = name
+
+    def settings(self, force: bool = False) -> Dict[str, Any]:
+        """The plain, JSON-able values the workers get."""
+        return {
+            "dataset_dir": self.dataset_dir,
+            "export_dir": self.export_dir,
+            "embeddings_dir": self.embeddings_dir,
+            "checkpoint_dir": self.checkpoint_dir,
+            "model": self.model,
+            "loss": self.loss,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "checkpoint_every_steps": self.checkpoint_every_steps,
+            "patience": self.patience,
+            "seed": self.seed,
+            "force": force,
+        }
+
+    def run(self, ctx: RunContext) -> Dict[str, Any]:
+        if is_complete(self.embeddings_dir) and not ctx.force:
+            LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.embeddings_dir)
+            return {"skipped": True, "embeddings_dir": self.embeddings_dir}
+        from sparkml_tf.retrieval.trainer import train_worker
+
+        summary = launch(ctx, self.launcher, self.num_workers, train_worker, self.settings(force=ctx.force), self.name)
+        self._track(ctx, summary)
+        return summary
+
+    def _track(self, ctx: RunContext, summary: Dict[str, Any]) -> None:
+        tracker = ctx.tracker
+        params = {k: v for k, v in self.settings().items() if k not in ("force",)}
+        params.update({"model": self.model.get("type"), "loss": (self.loss or {}).get("type"), "num_workers": self.num_workers, "launcher": self.launcher})
+        tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
+        history = summary.get("history", [])
+        for entry in history:
+            tracker.log_metrics({"loss": entry["loss"], "val_ndcg@100": entry["val_ndcg@100"], "epoch_seconds": entry["seconds"]}, step=entry["epoch"])
+        tracker.log_metrics({"best_val_ndcg@100": summary["best_ndcg"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"],
+                             "resumed_from_step": summary.get("resumed_from_step", 0)})
+        if summary.get("export_path"):
+            tracker.log_artifact(summary["export_path"], "model")
+        if history:
+            tracker.log_figure(training_curves(history), "plots/training_curves.png")

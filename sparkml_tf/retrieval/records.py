@@ -1,0 +1,140 @@
+"""Trainer side: read the TFRecord shards written by BuildDataset as ``tf.data`` datasets.
+
+Shards live in ``<dataset>/tfrecord/{train,validation,test}/part-%05d.tfrecord.gz`` (gzipped
+``tf.train.Example``; see :mod:`sparkml_tf.io.tfrecords`). Each parsed element is a dict:
+
+- ``kind="train"``: ``{"user": string scalar, "items": int64 [n]}``, items by timestamp;
+- ``kind="eval"``:  ``{"user": string scalar, "inputs": int64 [n], "targets": int64 [m]}``.
+
+Item values are vocabulary ids (``<dataset>/vocab/items.txt`` line numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Union
+
+from sparkml_tf.errors import DataError
+from sparkml_tf.io.tfrecords import PATTERN, list_shards
+
+KINDS = ("train", "eval")
+FIELDS = {"train": ("items",), "eval": ("inputs", "targets")}
+
+
+def parse_fn(kind: str = "train"):
+    """A function from one serialized ``tf.train.Example`` to the dict described above."""
+    import tensorflow as tf
+
+    _check_kind(kind)
+    spec = {"user": tf.io.FixedLenFeature([], tf.string)}
+    spec.update({name: tf.io.RaggedFeature(tf.int64) for name in FIELDS[kind]})
+
+    def parse(record):
+        return tf.io.parse_single_example(record, spec)
+
+    return parse
+
+
+def read_examples(files: Union[str, Sequence[str]], kind: str = "train", num_parallel_reads: Optional[int] = None):
+    """A ``tf.data.Dataset`` of parsed dicts, one per user, from shard files (or a split folder).
+
+    Batch it with ``dataset.ragged_batch(n)`` (items become a RaggedTensor) or
+    ``dataset.padded_batch(n)`` (padded with 0, a real item id: keep the lengths if you pad).
+    """
+    import tensorflow as tf
+
+    _check_kind(kind)
+    if isinstance(files, str):
+        if tf.io.gfile.isdir(files):
+            directory, files = files, list_shards(files)
+            if not files:
+                raise DataError("DATA_NOT_FOUND", f"no {PATTERN} files in {directory}; run the BuildDataset job first, or check the path", directory)
+        else:
+            files = [files]
+    autotune = tf.data.AUTOTUNE
+    dataset = tf.data.TFRecordDataset(list(files), compression_type="GZIP", num_parallel_reads=num_parallel_reads or autotune)
+    return dataset.map(parse_fn(kind), num_parallel_calls=autotune)
+
+
+def make_train_dataset(files: Union[str, Sequence[str]], batch_size: int = 256, shuffle_buffer: int = 10_000, seed: Optional[int] = None, repeat: bool = False):
+    """Shuffled, ragged-batched training users: ``{"user": [b], "items": RaggedTensor [b, None]}``."""
+    import tensorflow as tf
+
+    dataset = read_examples(files, "train")
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.ragged_batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def parse_train(record):
+    """One serialized tf.train.Example -> its ``items`` (int64 [n])."""
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(record, {"items": tf.io.VarLenFeature(tf.int64)})
+    return tf.sparse.to_dense(parsed["items"], default_value=-1)
+
+
+def read_validation(files: List[str]):
+    """All validation users in memory: padded ``inputs`` and ``targets`` (int64, -1 pads)."""
+    import tensorflow as tf
+
+    spec = {"inputs": tf.io.VarLenFeature(tf.int64), "targets": tf.io.VarLenFeature(tf.int64)}
+    inputs, targets = [], []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        inputs += tf.RaggedTensor.from_sparse(parsed["inputs"]).to_list()
+        targets += tf.RaggedTensor.from_sparse(parsed["targets"]).to_list()
+    keep = [i for i, t in enumerate(targets) if t]  # users without targets have no NDCG
+    return pad([inputs[i] for i in keep]), pad([targets[i] for i in keep])
+
+
+def pad(rows: List[List[int]]):
+    """-1 padded int64 matrix, at least one column wide (a batch of users without any input is still a batch)."""
+    from sparkml_tf.metrics.ranking import pad_lists
+
+    return pad_lists(rows, max([len(r) for r in rows] + [1]))
+
+
+def training_batches(raw_items, preprocess: Callable, batch_size: int, shuffle_buffer: int, seed: int):
+    """Per-user ``items`` -> shuffled, repeated, padded batches of training examples (-1 pads)."""
+    import tensorflow as tf
+
+    # repeat before shuffle: the buffer stays full across epoch boundaries instead of draining and
+    # refilling (a stall while shuffle_buffer records are read and decoded, with no training).
+    # Epochs are counted in steps anyway, so their edges need not be exact.
+    ds = raw_items.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    spec = ds.element_spec
+    ds = ds.padded_batch(batch_size, padding_values={key: tf.constant(-1, spec[key].dtype) for key in spec}, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def parse_train_batch(records):
+    """A batch of serialized tf.train.Example -> ragged ``items`` (vectorized: far cheaper than one by one)."""
+    import tensorflow as tf
+
+    parsed = tf.io.parse_example(records, {"items": tf.io.RaggedFeature(tf.int64)})
+    return parsed["items"]
+
+
+def tfrecord_source(files: List[str], cache: bool = True):
+    """The default input: each worker reads its own shards (files[worker::num_workers]).
+
+    ``cache`` keeps the decoded examples in memory after the first epoch (a worker's share of the
+    interaction lists is small next to its RAM), so later epochs skip GZIP and protobuf decoding.
+    """
+    import tensorflow as tf
+
+    def source(input_context):
+        mine = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+        ds = tf.data.TFRecordDataset(mine, compression_type="GZIP", num_parallel_reads=min(len(mine), 4) or None)
+        ds = ds.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+        return ds.cache() if cache else ds
+
+    return source
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")

@@ -1,0 +1,193 @@
+"""Executor side of retrieval inference: user embeddings (``mapInArrow``) and top-k queries of the index.
+
+Runs inside Spark's Python workers. It never imports the config system nor touches a
+SparkSession; the driver (:mod:`sparkml_tf.retrieval.jobs.predict`) passes plain values only.
+
+Why Arrow and not pandas: an ``array<long>`` column through ``mapInPandas`` becomes a pandas
+object column of per-row numpy arrays, and building and re-stacking those dominates the cost
+for light models. Here each model call's rows (bucketed by length, padded to their own longest
+row) are gathered straight from the flat Arrow list buffer with its offsets, and the output
+vectors go back as one flat float buffer plus offsets. Workers freeze their heap after loading
+the model (see :func:`sparkml_tf.spark.executor.freeze_heap`): Spark's per-task ``gc.collect()`` otherwise dominates.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from sparkml_tf.errors import DataError
+from sparkml_tf.spark.executor import (
+    PAD,
+    float_list_array,
+    list_offsets_values,
+    load_saved_model,
+    matrix_from_list_array,
+    padded_from_list_array,
+    padded_from_offsets,
+)
+
+
+def load_model(cache_key: str, model_path: str, signature: str = "serving_default", threads: int = 0, freeze: bool = False) -> Callable:
+    """The model's signature function, loaded once per Python worker (:func:`sparkml_tf.spark.executor.load_saved_model`)
+    and checked against the retrieval contract."""
+    return load_saved_model(cache_key, model_path, signature, threads, freeze, check=lambda fn: check_signature(fn, model_path))
+
+
+def check_signature(fn, model_path: str = "") -> None:
+    """The contract: input ``items`` int64 [None, None], output ``user_embedding`` float32 [None, D]."""
+    _, inputs = fn.structured_input_signature
+    spec = inputs.get("items")
+    if spec is None or spec.dtype.name != "int64" or spec.shape.rank not in (None, 2):
+        have = {name: f"{s.dtype.name}{s.shape}" for name, s in inputs.items()}
+        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must take 'items': int64 [batch, length] (padded with -1), but takes {have}; export the model with that signature", model_path)
+    outputs = fn.structured_outputs
+    if "user_embedding" not in outputs:
+        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must return 'user_embedding', but returns {sorted(outputs)}; export the model with that output", model_path)
+
+
+def used_lengths(items: np.ndarray) -> np.ndarray:
+    """Per row, 1 + the index of its last non-pad cell (0 for an all-pad row): the columns a
+    row needs; everything after is padding the model masks anyway."""
+    if items.shape[1] == 0:
+        return np.zeros(len(items), np.int64)
+    used = items[:, ::-1] != PAD
+    return np.where(used.any(axis=1), items.shape[1] - np.argmax(used, axis=1), 0)
+
+
+def _call(fn: Callable, chunk: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    result = fn(items=tf.constant(chunk))["user_embedding"].numpy()
+    if len(result) != len(chunk):
+        raise DataError("MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(chunk)} rows; 'user_embedding' must have one row per input row")
+    return result
+
+
+def _bucketed(fn: Callable, lengths: np.ndarray, batch_size: int, chunk_of: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Rows sorted by length (stable), cut into slices of ``batch_size``, each built by
+    ``chunk_of(row_indices, width)`` at its own longest row and sent to the model; results are
+    scattered back into input order."""
+    n = len(lengths)
+    order = np.argsort(lengths, kind="stable")
+    out = None
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        result = _call(fn, chunk_of(rows, max(int(lengths[rows[-1]]), 1)))
+        if out is None:
+            out = np.empty((n,) + result.shape[1:], np.float32)
+        out[rows] = result
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def embed(fn: Callable, items: np.ndarray, batch_size: int) -> np.ndarray:
+    """Embeddings of the rows of a -1 padded int64 matrix, ``batch_size`` rows per model call.
+
+    Rows are bucketed by length first (a stable sort by :func:`used_lengths`) and each slice is
+    trimmed to its own longest row, so short rows do not pay for the padding of long ones (a
+    Poisson(20) batch padded to its maximum is ~45% padding; bucketed, ~3%). The signature takes
+    ``[None, None]``, so no shape ever retraces.
+    """
+    if len(items) == 0:
+        return np.zeros((0, 0), np.float32)
+    if items.shape[1] == 0:
+        items = np.full((len(items), 1), PAD, np.int64)
+    lengths = used_lengths(items)
+    return _bucketed(fn, lengths, batch_size, lambda rows, width: items[rows, : min(width, items.shape[1])])
+
+
+def embed_lists(fn: Callable, offsets: np.ndarray, flat: np.ndarray, batch_size: int) -> np.ndarray:
+    """:func:`embed` for rows given as list offsets (from 0) and flat values, without building
+    the whole padded matrix: each length bucket is gathered straight from ``flat``."""
+    lengths = np.diff(offsets)
+    if len(lengths) == 0:
+        return np.zeros((0, 0), np.float32)
+    if flat.size and (flat == PAD).any():  # explicit pads inside the lists: trim them per row
+        return embed(fn, padded_from_offsets(offsets, flat, min_width=1), batch_size)
+    source = np.append(flat, np.int64(PAD))  # index len(flat) reads a pad
+    starts = offsets[:-1].astype(np.int64)
+
+    def chunk_of(rows, width):
+        columns = np.arange(width)
+        index = starts[rows, None] + columns
+        return source[np.where(columns < lengths[rows, None], index, flat.size)]
+
+    return _bucketed(fn, lengths, batch_size, chunk_of)
+
+
+def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector", threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The ``mapInArrow`` function: batches of (key, items list<long>) -> (key, vector list<float>).
+
+    ``threads``: TensorFlow pool size per Python worker (0 = TF's default, one per core).
+
+    Only plain values are captured, so Spark pickles nothing but strings and an int.
+    """
+    if batch_size <= 0:
+        raise DataError("PREDICT_BAD_BATCH_SIZE", f"batch_size must be positive, got {batch_size}", "batch_size")
+
+    def user_embeddings(batches):
+        import pyarrow as pa
+
+        fn = load_model(cache_key, model_path, threads=threads, freeze=True)
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            offsets, flat = list_offsets_values(batch.column(batch.schema.get_field_index(items_col)))
+            vectors = embed_lists(fn, offsets, flat, batch_size)
+            if vectors.shape[0] != batch.num_rows:
+                raise DataError("MODEL_BAD_OUTPUT", f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row", model_path)
+            yield pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(key_col)), float_list_array(vectors)], names=[key_col, output_col])
+
+    return user_embeddings
+
+
+def drop_seen(ranked: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's ``seen`` ids from ``ranked`` (order kept) and keep ``k`` columns, -1 padded."""
+    from sparkml_tf.metrics.ranking import hits_matrix
+
+    mask = hits_matrix(ranked, seen) | (ranked == PAD)
+    order = np.argsort(mask, axis=1, kind="stable")  # unseen first, in rank order
+    kept = np.where(np.take_along_axis(mask, order, axis=1), PAD, np.take_along_axis(ranked, order, axis=1))
+    if kept.shape[1] < k:
+        kept = np.pad(kept, ((0, 0), (0, k - kept.shape[1])), constant_values=PAD)
+    return kept[:, :k]
+
+
+def make_topk_metrics_fn(cache_key: str, index_dir: str, ks, metric_names, vector_col: str = "vector", foldin_col: str = "foldin", targets_col: str = "targets") -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The Evaluate ``mapInArrow`` function: per Arrow batch of users (vector, fold-in ids, target
+    ids), query the index for ``max(ks) + #fold-in`` candidates, drop fold-in items, score the top
+    ``max(ks)``, and yield one row of sums: ``n`` long, ``sums`` (in ``metric_names`` order) and
+    ``curve`` (sum of recall@k for k = 1..max(ks)), both array<double>.
+    """
+    ks = [int(k) for k in ks]
+    metric_names = [str(m) for m in metric_names]
+    kmax = max(ks)
+
+    def topk_metrics(batches):
+        import pyarrow as pa
+
+        from sparkml_tf.index.hnsw import HnswIndex
+        from sparkml_tf.spark.executor import cached
+        from sparkml_tf.metrics.ranking import batch_metrics, recall_curve
+
+        index = cached("hnsw", cache_key, index_dir, lambda: HnswIndex.load(index_dir))
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            column = lambda name: batch.column(batch.schema.get_field_index(name))  # noqa: E731
+            vectors = matrix_from_list_array(column(vector_col), "user vector")
+            foldin = padded_from_list_array(column(foldin_col))
+            targets = padded_from_list_array(column(targets_col))
+            extra = int((foldin != PAD).sum(axis=1).max(initial=0))
+            candidates, _ = index.query(vectors, kmax + extra)
+            ranked = drop_seen(candidates, foldin, kmax)
+            per_user = batch_metrics(ranked, targets, ks)
+            sums = [float(np.nansum(per_user[name])) for name in metric_names]
+            curve = np.nansum(recall_curve(ranked, targets, kmax), axis=0)
+            yield pa.RecordBatch.from_pydict(
+                {"n": [batch.num_rows], "sums": [sums], "curve": [curve.tolist()]},
+                schema=pa.schema([("n", pa.int64()), ("sums", pa.list_(pa.float64())), ("curve", pa.list_(pa.float64()))]),
+            )
+
+    return topk_metrics

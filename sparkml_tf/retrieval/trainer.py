@@ -1,0 +1,198 @@
+"""Retrieval training: the task the shared loop (:mod:`sparkml_tf.train.loop`) runs for the
+average and Mult-VAE models, and what its chief exports (a SavedModel and item embeddings).
+
+``train_worker(settings)`` takes plain JSON-able values only (the model and loss as raw sub-configs)
+and builds everything here, on the worker. Validation NDCG@100 scores every item exactly on every
+worker, so all workers reach the same early-stopping decision without talking.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Dict, List, Optional
+
+from sparkml_tf.errors import DataError
+from sparkml_tf.retrieval.records import read_validation, tfrecord_source, training_batches
+from sparkml_tf.serving.export import publish_version
+from sparkml_tf.retrieval.layout import RetrievalDataset
+from sparkml_tf.train.loop import check_shards, cluster_info, copy_weights, run_loop, spec_of
+
+__all__ = ["train_worker", "train", "read_stats", "ndcg_at_k"]
+
+EVAL_K = 100
+
+
+def train_worker(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Train, validate, checkpoint and (on rank 0) export; return a summary from rank 0."""
+    return train(settings)
+
+
+def read_stats(dataset_dir: str) -> Dict[str, Any]:
+    return RetrievalDataset(dataset_dir).read_stats()
+
+
+def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> float:
+    """Mean NDCG@k (Mult-VAE definition: IDCG over min(k, #targets)); fold-in items are never ranked."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sparkml_tf.metrics.ranking import batch_metrics
+
+    if len(inputs) == 0:
+        return float("nan")
+    items = net.item_embeddings()
+    biases = net.item_biases()
+    num_items = int(items.shape[0])
+    k = min(k, num_items)
+    total = 0.0
+    for start in range(0, len(inputs), batch_size):
+        x = tf.constant(inputs[start : start + batch_size])
+        t = targets[start : start + batch_size]
+        scores = tf.matmul(net.user_embedding(x, training=False), items, transpose_b=True) + biases
+        where = tf.where(x >= 0)
+        seen = tf.stack([where[:, 0], tf.gather_nd(x, where)], axis=1)
+        scores = tf.tensor_scatter_nd_update(scores, seen, tf.fill([tf.shape(seen)[0]], -np.inf))
+        top = tf.math.top_k(scores, k=k).indices.numpy()
+        total += float(np.sum(batch_metrics(top, t, [k])[f"ndcg@{k}"]))  # the evaluator's definition, shared
+    return total / len(inputs)
+
+
+class RetrievalTask:
+    """Per-user item lists in, validation NDCG@100 out (see :class:`sparkml_tf.train.loop.LoopTask`)."""
+
+    metric = "val_ndcg@100"
+
+    def __init__(self, settings: Dict[str, Any], source: Optional[Callable] = None):
+        self.settings = settings
+        self.dataset_dir = settings["dataset_dir"]
+        self.spec = spec_of(settings["model"], "model")
+        self.loss = spec_of(settings.get("loss"), "loss")
+        self.stats = read_stats(self.dataset_dir)
+        self.num_items = int(self.stats["num_items"])
+        self.source = source
+        self.cache = bool(settings.get("cache", True))
+        self.petastorm = self.stats.get("training_format") == "petastorm"  # Parquet under petastorm/, read with Petastorm
+        self.validation = None
+
+    def num_train_examples(self) -> int:
+        return int(self.stats["num_train_examples"])
+
+    def prepare(self) -> None:
+        num_workers = cluster_info()["num_workers"]
+        if self.source is None and self.petastorm:
+            from sparkml_tf.retrieval.petastorm_input import trainer_source
+
+            self.source = trainer_source(self.dataset_dir, num_workers, cache=self.cache)
+        if self.source is None:
+            layout = RetrievalDataset(self.dataset_dir)
+            train_files = layout.shard_files("train")
+            check_shards(train_files, num_workers, layout.tfrecord_dir("train"))
+            self.source = tfrecord_source(train_files, cache=self.cache)
+        if self.petastorm:
+            from sparkml_tf.retrieval.petastorm_input import read_validation as read_petastorm_validation
+
+            self.validation = read_petastorm_validation(self.dataset_dir)
+        else:
+            self.validation = read_validation(RetrievalDataset(self.dataset_dir).shard_files("validation"))
+        self.preprocess = self.spec.preprocess(self.num_items, self.loss)
+
+    def build(self):
+        return self.spec.build(self.num_items, self.loss)
+
+    def dataset(self, input_context, per_replica_batch: int, seed: int):
+        shuffle_buffer = int(self.settings.get("shuffle_buffer", 10000))
+        return training_batches(self.source(input_context), self.preprocess, per_replica_batch, shuffle_buffer, seed)
+
+    def evaluate(self, net) -> Dict[str, float]:
+        return {self.metric: ndcg_at_k(net, *self.validation)}
+
+
+def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[str, Any]:
+    """``train_worker`` with a pluggable input: ``source(input_context)`` -> dataset of per-user items
+    (the benchmark feeds in-memory tensors through it)."""
+    task = RetrievalTask(settings, source)
+    result = run_loop(task, settings)
+    if not result.is_chief:
+        return {"rank": result.rank}
+    net = result.net
+    export_path = export_saved_model(task.spec, task.loss, net, task.num_items, settings["export_dir"], result.history)
+    write_embeddings(net, task.dataset_dir, settings["embeddings_dir"], force=bool(settings.get("force", False)))
+    return {
+        "best_ndcg": result.best_metric,
+        **result.summary(),
+        "export_path": export_path,
+        "embeddings_dir": settings["embeddings_dir"],
+    }
+
+
+def export_saved_model(spec, loss, net, num_items: int, export_dir: str, history: List[Dict[str, Any]]) -> str:
+    """Write ``<export_dir>/<version>/``: a SavedModel whose ``serving_default`` maps padded ``items``
+    (int64 [None, None], -1 pads) to ``{"user_embedding": float32 [None, D]}``, and whose
+    ``item_embeddings`` signature returns ``{"embeddings": [N, D], "biases": [N]}``."""
+    import tensorflow as tf
+
+    # A plain (undistributed) copy: saving distributed variables would need every worker to save.
+    serving_net = spec.build(num_items, loss)
+    copy_weights(serving_net, net)
+    module = tf.Module()
+    module.net = serving_net
+    module.item_embeddings = tf.Variable(net.item_embeddings(), trainable=False, name="item_embeddings")
+    module.item_biases = tf.Variable(net.item_biases(), trainable=False, name="item_biases")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="items")])
+    def serve(items):
+        return {"user_embedding": serving_net.user_embedding(items, training=False)}
+
+    @tf.function(input_signature=[])
+    def item_factors():
+        return {"embeddings": tf.identity(module.item_embeddings), "biases": tf.identity(module.item_biases)}
+
+    module.serve, module.item_factors = serve, item_factors
+
+    def write(tmp: str, version: int) -> None:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve, "item_embeddings": item_factors})
+        with tf.io.gfile.GFile(f"{tmp}/history.json", "w") as f:
+            json.dump(history, f, indent=1)
+
+    return publish_version(export_dir, write)  # readers listing versions never see a half-written one
+
+
+def write_embeddings(net, dataset_dir: str, embeddings_dir: str, force: bool = False) -> None:
+    """Parquet ``id`` int64, ``item`` string (original id from the vocab), ``vector`` list<float32>, ``bias`` float32."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sparkml_tf.io.outputs import atomic_output
+
+    vectors = np.asarray(net.item_embeddings(), dtype=np.float32)
+    biases = np.asarray(net.item_biases(), dtype=np.float32)
+    num_items, dim = vectors.shape
+    vocab_path = RetrievalDataset(dataset_dir).vocab_table
+    vocab = pq.read_table(vocab_path, columns=["item", "id"]).to_pydict()
+    names: List[Optional[str]] = [None] * num_items
+    for item, index in zip(vocab["item"], vocab["id"]):
+        if 0 <= index < num_items:
+            names[index] = str(item)
+    missing = [i for i, n in enumerate(names) if n is None]
+    if missing:
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"the item vocabulary has no entry for {len(missing)} of {num_items} ids (first: {missing[:5]}); "
+            "the vocab and stats.json come from different dataset runs: rebuild the dataset",
+            vocab_path,
+        )
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(num_items, dtype=np.int64)),
+            "item": pa.array(names, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim).cast(pa.list_(pa.float32())),
+            "bias": pa.array(biases),
+        }
+    )
+    with atomic_output(embeddings_dir, force=force) as tmp:
+        from sparkml_tf.io.filesystems import resolve
+
+        filesystem, local = resolve(tmp)
+        filesystem.create_dir(local, recursive=True)
+        pq.write_table(table, f"{local}/part-00000.parquet", filesystem=filesystem)

@@ -1,0 +1,75 @@
+"""Driver side of training, shared by the task jobs: sub-config checks, building the model specs,
+starting N barrier workers (or one local run), and the training-curves figure.
+
+The specs are built here, on the driver, with the config system's allow-list; the workers get the
+light spec objects (plain Python, pickled with the settings) and never import the config system.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+from sparkml_tf.errors import SparkmlTfError
+
+LAUNCHERS = ("local", "spark", "distributor")
+SPEC_KEYS = ("model", "loss")
+
+
+def check_subconfigs(**subconfigs: Any) -> None:
+    """Model and loss specs travel to the workers unbuilt: each must be a raw ``"type"`` dict."""
+    for key, value in subconfigs.items():
+        if value is not None and not (isinstance(value, dict) and "type" in value):
+            raise SparkmlTfError(
+                "CONFIG_BAD_SUBCONFIG",
+                f"{key} must be a raw sub-config with a \"type\" and \"eval\": null (built for the workers by the launcher), got {type(value).__name__}",
+                key,
+            )
+
+
+def check_launcher(launcher: str) -> None:
+    if launcher not in LAUNCHERS:
+        raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+
+
+def build_specs(settings: Dict[str, Any], keys: Sequence[str] = SPEC_KEYS) -> Dict[str, Any]:
+    """``settings`` with each raw sub-config under ``keys`` built into its spec object; the raw
+    sub-configs stay under ``raw_specs`` (what a model directory records, to be rebuilt later)."""
+    from sparkml_tf.config import build
+
+    built = dict(settings)
+    raw_specs = dict(built.get("raw_specs") or {})
+    for key in keys:
+        raw = built.get(key)
+        if isinstance(raw, dict) and "type" in raw:
+            raw_specs[key] = raw
+            built[key] = build({k: v for k, v in raw.items() if k != "eval"}, keys=[key])
+    built["raw_specs"] = raw_specs
+    return built
+
+
+def launch(ctx: Any, launcher_name: str, num_workers: int, worker: Callable[[Dict[str, Any]], Any], settings: Dict[str, Any], name: str) -> Any:
+    """Run ``worker(settings)`` on ``num_workers`` barrier tasks (or here, for ``local``); rank 0's summary."""
+    from sparkml_tf.spark.barrier import LocalLauncher, make_launcher
+
+    if launcher_name == "local":
+        launcher = LocalLauncher()
+    else:
+        ctx.spark  # start the session on the driver before the launcher looks for it
+        launcher = make_launcher(launcher_name, num_workers)
+    ctx.describe(f"{name}: {num_workers if launcher_name != 'local' else 1} worker(s)")
+    return launcher.run(worker, build_specs(settings))
+
+
+def training_curves(history: List[Dict[str, Any]], panels: Sequence[Tuple[str, str, str]] = (("loss", "training loss", "tab:blue"), ("val_ndcg@100", "validation NDCG@100", "tab:green"))):
+    """One plot per ``(history key, title, color)`` of ``panels`` against the epoch, side by side."""
+    # A bare Figure (Agg canvas), not pyplot: no global backend or figure state in a library.
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(4.5 * len(panels), 3.5))
+    axes = fig.subplots(1, len(panels))
+    for axis, (key, title, color) in zip(axes, panels):
+        axis.plot(epochs, [h[key] for h in history], marker="o", color=color)
+        axis.set(title=title, xlabel="epoch")
+    fig.tight_layout()
+    return fig
