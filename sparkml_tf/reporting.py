@@ -7,7 +7,12 @@ from typing import Any, Dict, List
 
 
 def _flat_numbers(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(isinstance(v, numbers.Number) for v in value.values())
+    """Flat metrics: numbers, with perhaps a few notes (``"ease/skipped": "why"``)."""
+    return (
+        isinstance(value, dict)
+        and any(isinstance(v, numbers.Number) for v in value.values())
+        and all(isinstance(v, (numbers.Number, str)) for v in value.values())
+    )
 
 
 def metrics_table(metrics: Dict[str, float], default_row: str = "model") -> str:
@@ -28,7 +33,9 @@ def metrics_table(metrics: Dict[str, float], default_row: str = "model") -> str:
     return "\n".join(lines)
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, numbers.Integral):
         return str(value)
     return f"{value:.4f}"

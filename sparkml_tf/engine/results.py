@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Any, Dict
 
@@ -10,9 +11,14 @@ from sparkml_tf.io.filesystems import write_json
 
 
 def save_metrics(ctx: RunContext, output_path: str, metrics: Dict[str, Any]) -> None:
-    """Write ``metrics.json`` atomically and log the metrics and the file to the tracker."""
+    """Write ``metrics.json`` atomically and log the metrics and the file to the tracker.
+
+    Numbers are logged as metrics; text values (a baseline's ``skipped`` reason) as parameters."""
     write_json(output_path, metrics)
-    ctx.tracker.log_metrics(metrics)
+    ctx.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, numbers.Number)})
+    notes = {k: v for k, v in metrics.items() if isinstance(v, str)}
+    if notes:
+        ctx.tracker.log_params(notes)
     if "://" in output_path:  # not a local file the tracker can copy: log the content
         ctx.tracker.log_dict(metrics, os.path.basename(output_path))
     else:
