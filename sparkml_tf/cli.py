@@ -25,7 +25,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
                         help="override an existing key, by dotted path into the config or the macros "
                              "(e.g. --set params.batch_size=1024, --set jobs[2].epochs=3); VALUE is JSON or a string")
     parser.add_argument("--allow-import", dest="allowed", action="append", default=[], metavar="ROOT",
-                        help="also allow 'type' import strings under this package root")
+                        help="also allow 'type' import strings under this root (a package, or a dotted prefix such as mypkg.models)")
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a config without running anything",
                               description="Report every problem in a config, each with its code and key path. "
-                                          "Imports no TensorFlow and starts no Spark.")
+                                          "Starts no Spark; imports TensorFlow only for configs that name Keras objects.")
     _add_config_args(validate)
 
     render = sub.add_parser("render", help="print the resolved config (macros filled) as JSON",
@@ -112,6 +112,10 @@ def cmd_render(args) -> int:
 
 def cmd_run(args) -> int:
     resolved = _resolve(args)
+    if args.allowed:  # model specs are built later (sparkml_tf.train.launch): they need the same roots
+        from sparkml_tf.config.imports import ENV_ALLOWED
+
+        os.environ[ENV_ALLOWED] = ",".join(resolved.roots)
     target = resolved.build()
     from sparkml_tf.engine.base import Job, Pipeline, RunContext
 

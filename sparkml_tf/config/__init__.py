@@ -16,7 +16,7 @@ from sparkml_tf.config.loading import load_json
 from sparkml_tf.config.macros import evaluate_macros, fill, unused
 from sparkml_tf.config.overrides import apply_overrides
 from sparkml_tf.config.references import check_references
-from sparkml_tf.config.validation import check_types
+from sparkml_tf.config.validation import check_types, moved_warnings
 from sparkml_tf.errors import ConfigError, ConfigErrors
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def resolve(config: Any, macros: Any = None, overrides: Iterable[str] = (), allo
     if errors:
         raise ConfigErrors(errors)
     warnings = [f"macro {name} is not used by the config" for name in unused(raw_macros, used)]
+    warnings += moved_warnings(filled)
     for warning in warnings:
         LOGGER.warning(warning)
     return ResolvedConfig(raw_config, raw_macros, evaluated, filled, roots, warnings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Dict, List, Tuple
 
-from sparkml_tf.config.imports import allowed_roots, check_allowed, import_string
+from sparkml_tf.config.imports import allowed_roots, import_string
 from sparkml_tf.config.paths import Key, format_path
 from sparkml_tf.config.references import resolve_reference
 from sparkml_tf.config.validation import RESERVED
@@ -29,8 +29,7 @@ def build(node: Any, references: Dict[str, Any] = None, roots: Tuple[str, ...] =
     if mode is None:
         return dict(node)  # built later, e.g. on an executor, with build() again
     path = format_path(keys)
-    check_allowed(node["type"], roots, path)
-    target = import_string(node["type"], path)
+    target = import_string(node["type"], path, roots)  # the allow-list, for "call" and "partial" alike
     args = [build(v, references, roots, keys + ["*", i]) for i, v in enumerate(node.get("*", []))]
     kwargs = {k: build(v, references, roots, keys + [k]) for k, v in node.items() if k not in RESERVED}
     if mode == "partial":

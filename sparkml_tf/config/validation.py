@@ -1,6 +1,9 @@
 """Check every ``"type"`` of a filled config against its callable's signature, without building it.
 
 Every problem is collected, each with a code and its key path, so a user fixes them in one go.
+Every ``"type"`` is resolved by :func:`~sparkml_tf.config.imports.import_string` under the same
+allow-list as ``run``, ``tensorflow``/``keras`` names included (importing Keras costs a few
+seconds, and only when a config names it).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import inspect
 import typing
 from typing import Any, Dict, List, Tuple
 
-from sparkml_tf.config.imports import check_allowed, check_installed, did_you_mean, import_string, is_heavy
+from sparkml_tf.config.imports import did_you_mean, import_string, moved
 from sparkml_tf.config.paths import Key, format_path
 from sparkml_tf.errors import ConfigError
 
@@ -33,6 +36,18 @@ def check_types(node: Any, roots: Tuple[str, ...], keys: List[Key] = None) -> Li
     return errors
 
 
+def moved_warnings(node: Any, keys: List[Key] = None) -> List[str]:
+    """A warning for each ``"type"`` under an old import path (see ``imports.MOVED``)."""
+    keys = keys or []
+    found: List[str] = []
+    if isinstance(node, dict) and isinstance(node.get("type"), str) and moved(node["type"]):
+        found.append(f"{format_path(keys)}: '{node['type']}' moved to '{moved(node['type'])}'; update the config")
+    items = enumerate(node) if isinstance(node, list) else node.items() if isinstance(node, dict) else ()
+    for key, value in items:
+        found += moved_warnings(value, keys + [key])
+    return found
+
+
 def _check_callable(node: Dict[str, Any], roots: Tuple[str, ...], keys: List[Key]) -> List[ConfigError]:
     path = format_path(keys)
     name = node["type"]
@@ -47,11 +62,7 @@ def _check_callable(node: Dict[str, Any], roots: Tuple[str, ...], keys: List[Key
         errors.append(ConfigError("CONFIG_BAD_POSITIONAL", "'*' holds positional arguments and must be a list", format_path(keys + ["*"])))
         positional = []
     try:
-        check_allowed(name, roots, path)
-        if is_heavy(name):
-            check_installed(name, path)  # checked on import at run time
-            return errors
-        target = import_string(name, path)
+        target = import_string(name, path, roots)
     except ConfigError as e:
         return errors + [e]
     if not callable(target):

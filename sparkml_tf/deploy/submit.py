@@ -170,7 +170,7 @@ def _conf_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def pipeline_stages(config: Any) -> List[Dict[str, Any]]:
+def pipeline_stages(config: Any, roots: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
     """The stages of a resolved config, in order: ``{"name", "barrier_workers", "whole"}`` each.
 
     A Pipeline's jobs are its stages, named as ``--job`` names them (the ``name`` key, else the
@@ -184,7 +184,7 @@ def pipeline_stages(config: Any) -> List[Dict[str, Any]]:
     stages = []
     for index, job in enumerate(jobs):
         job = job if isinstance(job, dict) else {}
-        settings = {**_defaults(job, f"jobs[{index}]"), **job}
+        settings = {**_defaults(job, f"jobs[{index}]", roots), **job}
         workers = settings.get("num_workers")
         barrier = isinstance(workers, int) and not isinstance(workers, bool) and settings.get("launcher", "spark") != "local"
         name = settings.get("name") if isinstance(settings.get("name"), str) and settings.get("name") else None
@@ -195,12 +195,12 @@ def pipeline_stages(config: Any) -> List[Dict[str, Any]]:
     return stages
 
 
-def _defaults(job: Dict[str, Any], path: str) -> Dict[str, Any]:
+def _defaults(job: Dict[str, Any], path: str, roots: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """The defaults of the job's parameters (and a function's own name), from its ``"type"``."""
     kind = job.get("type")
     if not isinstance(kind, str) or is_heavy(kind):
         return {}
-    target = import_string(kind, path)  # validation imported it already: light
+    target = import_string(kind, path, tuple(roots) if roots else None)  # validation imported it already: light
     found: Dict[str, Any] = {"name": target.__name__} if inspect.isfunction(target) else {}
     try:
         parameters = inspect.signature(target).parameters
@@ -231,7 +231,7 @@ def plan(
     """
     environ = dict(os.environ if environ is None else environ)
     _check_request(resolved, target)
-    stages = pipeline_stages(resolved.config)
+    stages = pipeline_stages(resolved.config, resolved.roots)
     names = [s["name"] for s in stages]
     unknown = [name for name in only if name not in names]
     if unknown:

@@ -26,6 +26,7 @@ class RunContext:
     tracker: Tracker = dataclasses.field(default_factory=NullTracker)
     spark_config: Any = None  # a sparkml_tf.spark.SparkConfig; None means the defaults
     results: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    lineage: Any = None  # the running job's sparkml_tf.engine.lineage.Decision, when it tracks lineage
     _spark: Any = dataclasses.field(default=None, repr=False)
     _description: str = dataclasses.field(default="", repr=False)
 
@@ -46,13 +47,26 @@ class RunContext:
 
 
 class Job(abc.ABC):
-    """One step of a pipeline. Subclasses take their settings in ``__init__`` and act in ``run``."""
+    """One step of a pipeline. Subclasses take their settings in ``__init__`` and act in ``run``.
+
+    A job that declares ``outputs()`` (paths it writes) and ``inputs()`` (paths it reads) gets
+    lineage-aware reruns from its pipeline (:mod:`sparkml_tf.engine.lineage`): it is skipped when
+    its outputs are complete and were made from the same settings and inputs, rerun otherwise
+    (``ctx.force`` is then set when what made the old output changed), and its outputs are locked
+    while it runs.
+    """
 
     name: str = ""
 
     @abc.abstractmethod
     def run(self, ctx: RunContext) -> Any:
         """Do the work; return a small summary (a dict of metrics, paths) or None."""
+
+    def inputs(self) -> List[str]:
+        return []
+
+    def outputs(self) -> List[str]:
+        return []
 
 
 def job_name(job: Union[Job, Callable]) -> str:
@@ -103,7 +117,7 @@ class Pipeline(Job):
                 LOGGER.info("[%s] step %d/%d: %s", self.name, index, len(selected), name)
                 ctx.describe(f"{self.name}: {name}")
                 start = time.perf_counter()
-                ctx.results[name] = _call(job, ctx)
+                ctx.results[name] = _run_tracked(job, name, ctx)
                 seconds = time.perf_counter() - start
                 ctx.tracker.log_metrics({f"time_s.{name}": seconds})
                 LOGGER.info("[%s] %s done in %.1fs", self.name, name, seconds)
@@ -111,6 +125,32 @@ class Pipeline(Job):
             return ctx.results
         finally:
             ctx.tracker.end(status)
+
+
+def _run_tracked(job: Union[Job, Callable], name: str, ctx: RunContext) -> Any:
+    """Run ``job`` with its outputs locked, rerun or skipped by lineage, and record its lineage."""
+    from sparkml_tf.engine import lineage
+
+    if not lineage.tracks_lineage(job):
+        return _call(job, ctx)
+    import contextlib
+
+    from sparkml_tf.io.locks import output_lock
+
+    with contextlib.ExitStack() as locks:
+        for path in job.outputs():
+            locks.enter_context(output_lock(path))
+        decision = lineage.decide(job, ctx.force)
+        LOGGER.info("%s: %s (%s)", name, "runs" if decision.run else "skipped", decision.reason)
+        user_force = ctx.force
+        ctx.force, ctx.lineage = decision.changed_inputs, decision
+        try:
+            result = _call(job, ctx)
+        finally:
+            ctx.force, ctx.lineage = user_force, None
+        if decision.run:
+            lineage.commit(job, decision)
+        return result
 
 
 def _call(job: Union[Job, Callable], ctx: RunContext) -> Any:

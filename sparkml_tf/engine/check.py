@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Optional
 
-from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.errors import SparkmlTfError
 
 LOGGER = logging.getLogger(__name__)
 

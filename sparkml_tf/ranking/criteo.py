@@ -18,8 +18,8 @@ import dataclasses
 import logging
 from typing import Any, Dict, List, Mapping, Optional
 
-from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 from sparkml_tf.errors import DataError
+from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, NUMERIC_FIELDS
 
 LOGGER = logging.getLogger(__name__)
 

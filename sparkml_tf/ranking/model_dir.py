@@ -114,8 +114,8 @@ def load_model_dir(model_dir: str, spec: Any) -> LoadedModel:
     (plain variables, no strategy)."""
     import tensorflow as tf
 
-    from sparkml_tf.ranking.features.feature_index import FeatureIndex
     from sparkml_tf.io.outputs import is_complete
+    from sparkml_tf.ranking.features.feature_index import FeatureIndex
 
     if not is_complete(model_dir):
         raise DataError("MODEL_NOT_FOUND", "the model directory is missing or was not written to completion; run the TrainCtr job first, or fix model_dir", model_dir)

@@ -168,8 +168,8 @@ def make_topk_metrics_fn(cache_key: str, index_dir: str, ks, metric_names, vecto
         import pyarrow as pa
 
         from sparkml_tf.index.hnsw import HnswIndex
-        from sparkml_tf.spark.executor import cached
         from sparkml_tf.metrics.ranking import batch_metrics, recall_curve
+        from sparkml_tf.spark.executor import cached
 
         index = cached("hnsw", cache_key, index_dir, lambda: HnswIndex.load(index_dir))
         for batch in batches:

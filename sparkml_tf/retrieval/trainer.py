@@ -12,9 +12,9 @@ import json
 from typing import Any, Callable, Dict, List, Optional
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.retrieval.records import read_validation, tfrecord_source, training_batches
 from sparkml_tf.serving.export import publish_version
-from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.train.loop import check_shards, cluster_info, copy_weights, run_loop, spec_of
 
 __all__ = ["train_worker", "train", "read_stats", "ndcg_at_k"]

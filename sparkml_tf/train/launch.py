@@ -7,10 +7,12 @@ light spec objects (plain Python, pickled with the settings) and never import th
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+import logging
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkml_tf.errors import SparkmlTfError
 
+LOGGER = logging.getLogger(__name__)
 LAUNCHERS = ("local", "spark", "distributor")
 SPEC_KEYS = ("model", "loss")
 
@@ -29,6 +31,29 @@ def check_subconfigs(**subconfigs: Any) -> None:
 def check_launcher(launcher: str) -> None:
     if launcher not in LAUNCHERS:
         raise SparkmlTfError("CONFIG_BAD_VALUE", f"launcher must be one of {', '.join(LAUNCHERS)}, got '{launcher}'", "launcher")
+
+
+def prepare_checkpoints(checkpoint_dir: str, force: bool, fingerprint: Optional[str] = None) -> Optional[str]:
+    """Start training afresh or let it resume: with ``force``, or when the checkpoints were written for
+    another fingerprint (other settings or inputs), move ``checkpoint_dir`` aside (not deleted) and
+    return where it went; then record ``fingerprint`` there, so the next interrupted run can resume."""
+    import time
+
+    from sparkml_tf.io.filesystems import exists, resolve
+    from sparkml_tf.io.outputs import read_lineage, write_lineage
+
+    filesystem, local = resolve(checkpoint_dir)
+    moved = None
+    if exists(filesystem, local):
+        previous = (read_lineage(checkpoint_dir) or {}).get("fingerprint")
+        why = "--force" if force else (f"they were written for other settings or inputs ({previous} != {fingerprint})" if fingerprint and previous and previous != fingerprint else None)
+        if why:
+            moved = f"{local.rstrip('/')}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+            filesystem.move(local, moved)
+            LOGGER.warning("training starts afresh (%s): moved the old checkpoints %s to %s (not deleted)", why, checkpoint_dir, moved)
+    if fingerprint:
+        write_lineage(checkpoint_dir, {"fingerprint": fingerprint})
+    return moved
 
 
 def build_specs(settings: Dict[str, Any], keys: Sequence[str] = SPEC_KEYS) -> Dict[str, Any]:
@@ -56,6 +81,9 @@ def launch(ctx: Any, launcher_name: str, num_workers: int, worker: Callable[[Dic
     else:
         ctx.spark  # start the session on the driver before the launcher looks for it
         launcher = make_launcher(launcher_name, num_workers)
+    if settings.get("checkpoint_dir"):
+        lineage = getattr(ctx, "lineage", None)
+        prepare_checkpoints(settings["checkpoint_dir"], bool(getattr(ctx, "force", False)), lineage.fingerprint if lineage else None)
     ctx.describe(f"{name}: {num_workers if launcher_name != 'local' else 1} worker(s)")
     return launcher.run(worker, build_specs(settings))
 

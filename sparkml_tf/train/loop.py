@@ -197,7 +197,16 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     history: List[Dict[str, Any]] = []
     history_path = f"{checkpoint_dir}/history.json"
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise DataError(
+                "TRAIN_CHECKPOINT_MISMATCH",
+                f"the checkpoint {latest} cannot be restored into the configured model ({type(e).__name__}: {str(e).splitlines()[0][:300]}); "
+                "it was written by a model of another shape or another dataset: rerun with --force (it moves the old "
+                "checkpoints aside) or point checkpoint_dir elsewhere",
+                checkpoint_dir,
+            ) from e
         if tf.io.gfile.exists(history_path):
             with tf.io.gfile.GFile(history_path) as f:
                 history = [h for h in json.load(f) if h["epoch"] < int(epochs_done)]

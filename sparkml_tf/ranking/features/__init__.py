@@ -4,6 +4,6 @@
 an online server); ``sparkml_tf.ranking.features.build`` builds an index from a Spark DataFrame.
 """
 
-from sparkml_tf.ranking.features.feature_index import FeatureIndex, Encoder, validate_columns
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex, validate_columns
 
 __all__ = ["FeatureIndex", "Encoder", "validate_columns"]

@@ -18,10 +18,10 @@ import inspect
 import logging
 from typing import Any, Dict, List, Optional, Sequence
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.io.layout import STATS_FILE
-from sparkml_tf.io.outputs import atomic_output, is_complete
+from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
 from sparkml_tf.ranking.layout import FEATURE_INDEX_FILE, SPLITS, TFRECORD_SPLITS, CtrDataset
 
 LOGGER = logging.getLogger(__name__)
@@ -94,6 +94,16 @@ class BuildCtrDataset(Job):
         self.num_shards = int(num_shards)
         self.seed = int(seed)
         self.name = name
+        check_location(self.output_dir, "output_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.path] if self.format != "generated" else []
+
+    def outputs(self) -> List[str]:
+        return [self.output_dir]
+
+    def fingerprint_settings(self) -> Dict[str, Any]:
+        return self.params()
 
     def params(self) -> Dict[str, Any]:
         return {
@@ -247,6 +257,13 @@ class GenerateCtrCandidates(Job):
         self.generator = {k: v for k, v in (generator or {}).items() if k not in _ROWS_ONLY}
         self.seed = int(seed)
         self.name = name
+        check_location(self.output_dir, "output_dir")
+
+    def inputs(self) -> List[str]:
+        return []
+
+    def outputs(self) -> List[str]:
+        return [self.output_dir]
 
     def params(self) -> Dict[str, Any]:
         return {
@@ -264,8 +281,8 @@ class GenerateCtrCandidates(Job):
         if is_complete(self.output_dir) and not ctx.force:
             LOGGER.info("candidates %s are complete, skipping (force to rebuild)", self.output_dir)
             return summary
-        from sparkml_tf.ranking.generate import NUMERIC_FIELDS, candidates_arrow_schema, generate_candidates
         from sparkml_tf.ranking.features.feature_index import numeric_values
+        from sparkml_tf.ranking.generate import NUMERIC_FIELDS, candidates_arrow_schema, generate_candidates
 
         ctx.tracker.log_params({f"{self.name}.{k}": v for k, v in self.params().items()})
         rows = malformed = 0

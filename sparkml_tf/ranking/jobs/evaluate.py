@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
-from sparkml_tf.errors import ConfigError, DataError
-from sparkml_tf.io.filesystems import read_json
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.engine.results import save_metrics
+from sparkml_tf.errors import ConfigError, DataError
+from sparkml_tf.io.filesystems import read_json
+from sparkml_tf.io.outputs import check_location
 
 LOGGER = logging.getLogger(__name__)
 # Baseline name -> the encoded id column its one-hot features come from: every field's id alone
@@ -68,6 +69,13 @@ class EvaluateCtr(Job):
         self.lr_reg_param = float(lr_reg_param)
         self.lr_max_iter = int(lr_max_iter)
         self.name = name
+        check_location(self.output_path, "output_path")
+
+    def inputs(self) -> List[str]:
+        return [self.dataset_dir, self.export_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.output_path]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         existing = read_json(self.output_path)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
-from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.io.outputs import check_location
 
 LOGGER = logging.getLogger(__name__)
 
@@ -25,11 +26,12 @@ class ExportCtr(Job):
         self.model_dir, self.export_dir, self.dataset_dir = model_dir, export_dir, dataset_dir
         self.warmup_records, self.seed = int(warmup_records), int(seed)
         self.name = name
+        check_location(self.export_dir, "export_dir")
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         from sparkml_tf.ranking.export import export_ctr_model
-        from sparkml_tf.serving.export import find_export
         from sparkml_tf.ranking.model_dir import load_model_dir, read_json
+        from sparkml_tf.serving.export import find_export
         from sparkml_tf.train.launch import build_specs
 
         checkpoint_id = read_json(self.model_dir, "model.json")["checkpoint_id"]

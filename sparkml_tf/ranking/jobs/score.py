@@ -14,8 +14,8 @@ import logging
 import uuid
 from typing import Any, Dict, Optional, Sequence
 
-from sparkml_tf.errors import ConfigError, DataError, OutputError
 from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.errors import ConfigError, DataError, OutputError
 from sparkml_tf.io.outputs import MARKER, atomic_output, is_complete
 
 LOGGER = logging.getLogger(__name__)

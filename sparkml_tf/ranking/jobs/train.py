@@ -8,11 +8,11 @@ until :func:`sparkml_tf.train.launch.launch` builds it on the driver for the wor
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict
+from typing import Any, Dict, List
 
-from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.io.outputs import is_complete
+from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.io.outputs import check_location, is_complete
 from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
 
 LOGGER = logging.getLogger(__name__)
@@ -45,6 +45,14 @@ class TrainCtr(Job):
         self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
         self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
         self.name = name
+        check_location(self.model_dir, "model_dir")
+        check_location(self.checkpoint_dir, "checkpoint_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.dataset_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.model_dir]
 
     def settings(self, force: bool = False) -> Dict[str, Any]:
         """The plain, JSON-able values the workers get."""
@@ -76,7 +84,6 @@ class TrainCtr(Job):
     def _check_inputs(self) -> None:
         """Fail on the driver, before any worker starts, when the dataset job has not run."""
         from sparkml_tf.io.filesystems import exists, resolve
-
         from sparkml_tf.ranking.layout import CtrDataset
 
         layout = CtrDataset(self.dataset_dir)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import Job, RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.io.layout import STATS_FILE
-from sparkml_tf.io.outputs import atomic_output, is_complete
+from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
 from sparkml_tf.retrieval.layout import RetrievalDataset
 
 LOGGER = logging.getLogger(__name__)
@@ -86,6 +86,16 @@ class BuildDataset(Job):
         self.seed = int(seed)
         self.training_format = training_format
         self.name = name
+        check_location(self.output_dir, "output_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.path] if self.format != "generated" else []
+
+    def outputs(self) -> List[str]:
+        return [self.output_dir]
+
+    def fingerprint_settings(self) -> Dict[str, Any]:
+        return self.params()
 
     def params(self) -> Dict[str, Any]:
         return {

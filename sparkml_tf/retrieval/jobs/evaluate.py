@@ -12,10 +12,11 @@ import logging
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
-from sparkml_tf.errors import DataError
-from sparkml_tf.io.filesystems import read_json
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.engine.results import save_metrics
+from sparkml_tf.errors import DataError
+from sparkml_tf.io.filesystems import read_json
+from sparkml_tf.io.outputs import check_location
 
 LOGGER = logging.getLogger(__name__)
 BASELINES = ("popular", "ease")
@@ -73,6 +74,13 @@ class Evaluate(Job):
         self.ease_max_memory_gb = float(ease_max_memory_gb)
         self.ann_check_users = ann_check_users
         self.name = name
+        check_location(self.output_path, "output_path")
+
+    def inputs(self) -> List[str]:
+        return [self.dataset_dir, self.user_embeddings_dir, self.index_dir, self.embeddings_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.output_path]
 
     def metric_names(self) -> List[str]:
         return [f"{m}@{k}" for k in self.ks for m in ("recall", "recall_spark", "ndcg")]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.io.outputs import atomic_output, is_complete
+from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +45,13 @@ class BuildIndex(Job):
         self.ef = ef
         self.num_threads = num_threads
         self.name = name
+        check_location(self.output_dir, "output_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.embeddings_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.output_dir]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         if is_complete(self.output_dir) and not ctx.force:

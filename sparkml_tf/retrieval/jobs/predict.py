@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.io.outputs import atomic_output, is_complete
+from sparkml_tf.errors import DataError
+from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
 
 LOGGER = logging.getLogger(__name__)
 SPLITS = ("train", "validation_input", "validation_target", "test_input", "test_target")
@@ -95,6 +95,13 @@ class Predict(Job):
         self.split = split
         self.batch_size = batch_size
         self.name = name
+        check_location(self.output_dir, "output_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.dataset_dir, self.export_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.output_dir]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         if is_complete(self.output_dir) and not ctx.force:

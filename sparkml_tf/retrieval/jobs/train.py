@@ -8,11 +8,11 @@ Light to import (no TensorFlow, no pyspark): the model and loss stay raw sub-con
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
-from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.io.outputs import is_complete
+from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.io.outputs import check_location, is_complete
 from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
 
 LOGGER = logging.getLogger(__name__)
@@ -47,6 +47,15 @@ class Train(Job):
         self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
         self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
         self.name = name
+        check_location(self.export_dir, "export_dir")
+        check_location(self.embeddings_dir, "embeddings_dir")
+        check_location(self.checkpoint_dir, "checkpoint_dir")
+
+    def inputs(self) -> List[str]:
+        return [self.dataset_dir]
+
+    def outputs(self) -> List[str]:
+        return [self.embeddings_dir]
 
     def settings(self, force: bool = False) -> Dict[str, Any]:
         """The plain, JSON-able values the workers get."""

@@ -1,5 +1,8 @@
 """Callables that config tests build (importable as ``cfg_targets`` from this folder)."""
 
+import os  # noqa: F401  (walked through by the escape tests: a module global, not a submodule)
+from shutil import rmtree  # noqa: F401  (imported, not defined here: the allow-list must refuse it)
+from subprocess import check_output  # noqa: F401  (same)
 from typing import Optional
 
 

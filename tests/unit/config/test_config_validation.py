@@ -83,8 +83,9 @@ def test_var_keywords_accept_anything():
     resolve({"c": {"type": f"{T}.collect", "*": [1, 2], "anything": 3}}, allowed_imports=[T])
 
 
-def test_heavy_roots_are_checked_for_installation_only():
-    # Importing keras would pay the TensorFlow import; test_light_import checks none happens.
+def test_heavy_roots_are_checked_like_any_other():
+    # A keras name is imported and checked at validate time (a few seconds, only when a config
+    # names one); refused names are refused from their text (test_config_import_escapes).
     resolve({"opt": {"type": "keras.optimizers.Adam", "learning_rate": 0.1}})
     with pytest.raises(ConfigErrors) as info:
         resolve({"opt": {"type": "tf_keras.optimizers.Adam"}}, allowed_imports=["tf_keras"])

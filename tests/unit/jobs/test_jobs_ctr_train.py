@@ -48,8 +48,11 @@ def test_local_training_logs_to_tracker_and_skips_when_complete(dataset, tmp_pat
 
     again = job_for(dataset, tmp_path).run(RunContext(tracker=RecordingTracker()))
     assert again == {"skipped": True, "model_dir": str(tmp_path / "model")}
+    # --force trains afresh from step 0; the old checkpoints are moved aside, not deleted.
     forced = job_for(dataset, tmp_path, epochs=3).run(RunContext(force=True, tracker=RecordingTracker()))
-    assert forced["resumed_from_step"] == summary["steps"] and forced["epochs_run"] == 3
+    assert forced["resumed_from_step"] == 0 and forced["epochs_run"] == 3 and forced["steps"] == 3 * summary["steps_per_epoch"]
+    moved = [p for p in os.listdir(tmp_path) if p.startswith("ckpt.replaced-")]
+    assert len(moved) == 1 and any(name.startswith("ckpt") for name in os.listdir(tmp_path / moved[0]))
 
 
 def test_missing_dataset_fails_on_the_driver(dataset, tmp_path):
