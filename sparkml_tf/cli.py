@@ -1,4 +1,4 @@
-"""``sparkml-tf``: run | validate | render | from-mlflow | submit.
+"""``sparkml-tf``: run | validate | render | from-mlflow | submit | tune.
 
 Exit codes: 0 success, 2 config or usage error, 1 runtime failure.
 """
@@ -87,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra Spark setting for every stage (e.g. --conf spark.yarn.queue=etl)")
     submit.add_argument("--dry-run", action="store_true", help="print the commands, one line per stage, and run nothing")
+    tune = sub.add_parser(
+        "tune", help="hyper-parameter search over a pipeline's training job, trials as Spark tasks",
+        description="Run the stages before the training job, then a search: Optuna samples the macros named in "
+                    "the space, trials train as Spark tasks (validation metric only), successive halving stops "
+                    "the weaker ones early, every trial is an MLflow child run. Writes OUTPUT/best_macros.json, "
+                    "runnable with `sparkml-tf run CONFIG OUTPUT/best_macros.json`.",
+        epilog="example: sparkml-tf tune conf/movielens/config.json conf/movielens/macros.json "
+               "--space conf/movielens/space.json --trials 8 --parallelism 2")
+    _add_config_args(tune)
+    tune.add_argument("--space", required=True, metavar="SPACE", help="search space JSON: macro key -> distribution (docs/tuning.md)")
+    tune.add_argument("--trials", type=int, default=8, help="trials to sample (default 8)")
+    tune.add_argument("--parallelism", type=int, default=2, help="trials trained at once, one Spark task each (default 2)")
+    tune.add_argument("--eta", type=int, default=2, help="successive halving: keep 1/eta of the trials at each rung (default 2)")
+    tune.add_argument("--job", dest="train_job", default="train", metavar="NAME", help="the training job to tune (default train)")
+    tune.add_argument("--output", default=None, metavar="DIR", help="where trials and best_macros.json go (default: <paths.run_dir>/tune)")
+    tune.add_argument("--seed", type=int, default=0, help="the sampler's seed")
     return parser
 
 
@@ -158,6 +174,34 @@ def cmd_submit(args) -> int:
     return run_commands(commands)
 
 
+def cmd_tune(args) -> int:
+    from sparkml_tf.engine.base import Pipeline
+    from sparkml_tf.tuning.search import Tune
+
+    resolved = _resolve(args)
+    if args.allowed:
+        from sparkml_tf.config.imports import ENV_ALLOWED
+
+        os.environ[ENV_ALLOWED] = ",".join(resolved.roots)
+    base = resolved.build()
+    output = args.output or _run_dir(resolved, "tune")
+    tune = Tune(args.config, args.space, output, macros=args.macros, overrides=args.overrides, trials=args.trials, parallelism=args.parallelism,
+                train_job=args.train_job, eta=args.eta, seed=args.seed, allowed_imports=args.allowed)
+    pipeline = Pipeline([tune], name=f"{getattr(base, 'name', 'pipeline')}-tune", spark=getattr(base, "spark", None), tracking=getattr(base, "tracking", None))
+    results = pipeline.run()
+    summary = results[tune.name]
+    print(json.dumps(summary, indent=2))
+    print(f"run the best trial's settings with: sparkml-tf run {args.config} {summary['best_macros']}")
+    return EXIT_OK
+
+
+def _run_dir(resolved, leaf: str) -> str:
+    run_dir = ((resolved.macros or {}).get("paths") or {}).get("run_dir")
+    if not run_dir:
+        raise ConfigError("TUNE_NO_OUTPUT", "the macros have no paths.run_dir; give --output DIR", "--output")
+    return f"{str(run_dir).rstrip('/')}/{leaf}"
+
+
 def _print_results(results) -> None:
     """Print what the last job returned when it is a flat table of numbers (metrics)."""
     if not isinstance(results, dict) or not results:
@@ -169,7 +213,7 @@ def _print_results(results) -> None:
         print(text)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "from-mlflow": cmd_from_mlflow, "submit": cmd_submit}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "from-mlflow": cmd_from_mlflow, "submit": cmd_submit, "tune": cmd_tune}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,6 +15,7 @@ _LAZY = {
     "Evaluate": "sparkml_tf.retrieval.jobs.evaluate",
     "AverageModel": "sparkml_tf.retrieval.models.average",
     "MultVAE": "sparkml_tf.retrieval.models.vae",
+    "LinearAE": "sparkml_tf.retrieval.models.linear_ae",
     "BPRLoss": "sparkml_tf.retrieval.models.losses",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

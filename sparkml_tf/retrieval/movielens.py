@@ -30,7 +30,9 @@ _PROBE_ROWS = 20
 def check_format(format: str) -> None:
     if format not in FORMATS:
         valid = ", ".join(sorted(FORMATS))
-        raise DataError("DATA_UNKNOWN_FORMAT", f"unknown ratings format {format!r}; valid formats are {valid} (or 'generated' for synthetic data)", "dataset.format")
+        raise DataError(
+            "DATA_UNKNOWN_FORMAT", f"unknown ratings format {format!r}; valid formats are {valid} (or 'generated' for synthetic data)", "dataset.format"
+        )
 
 
 def read_ratings(spark, path: str, format: str = "movielens-csv"):

@@ -41,10 +41,18 @@ def check_signature(fn, model_path: str = "") -> None:
     spec = inputs.get("items")
     if spec is None or spec.dtype.name != "int64" or spec.shape.rank not in (None, 2):
         have = {name: f"{s.dtype.name}{s.shape}" for name, s in inputs.items()}
-        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must take 'items': int64 [batch, length] (padded with -1), but takes {have}; export the model with that signature", model_path)
+        raise DataError(
+            "MODEL_SIGNATURE_MISMATCH",
+            f"serving_default must take 'items': int64 [batch, length] (padded with -1), but takes {have}; export the model with that signature",
+            model_path,
+        )
     outputs = fn.structured_outputs
     if "user_embedding" not in outputs:
-        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must return 'user_embedding', but returns {sorted(outputs)}; export the model with that output", model_path)
+        raise DataError(
+            "MODEL_SIGNATURE_MISMATCH",
+            f"serving_default must return 'user_embedding', but returns {sorted(outputs)}; export the model with that output",
+            model_path,
+        )
 
 
 def used_lengths(items: np.ndarray) -> np.ndarray:
@@ -61,7 +69,9 @@ def _call(fn: Callable, chunk: np.ndarray) -> np.ndarray:
 
     result = fn(items=tf.constant(chunk))["user_embedding"].numpy()
     if len(result) != len(chunk):
-        raise DataError("MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(chunk)} rows; 'user_embedding' must have one row per input row")
+        raise DataError(
+            "MODEL_BAD_OUTPUT", f"the model returned {len(result)} embeddings for {len(chunk)} rows; 'user_embedding' must have one row per input row"
+        )
     return result
 
 
@@ -116,7 +126,9 @@ def embed_lists(fn: Callable, offsets: np.ndarray, flat: np.ndarray, batch_size:
     return _bucketed(fn, lengths, batch_size, chunk_of)
 
 
-def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector", threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
+def make_user_embedding_fn(
+    cache_key: str, model_path: str, batch_size: int, key_col: str = "user", items_col: str = "items", output_col: str = "vector", threads: int = 1
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The ``mapInArrow`` function: batches of (key, items list<long>) -> (key, vector list<float>).
 
     ``threads``: TensorFlow pool size per Python worker (0 = TF's default, one per core).
@@ -136,7 +148,11 @@ def make_user_embedding_fn(cache_key: str, model_path: str, batch_size: int, key
             offsets, flat = list_offsets_values(batch.column(batch.schema.get_field_index(items_col)))
             vectors = embed_lists(fn, offsets, flat, batch_size)
             if vectors.shape[0] != batch.num_rows:
-                raise DataError("MODEL_BAD_OUTPUT", f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row", model_path)
+                raise DataError(
+                    "MODEL_BAD_OUTPUT",
+                    f"the model returned {vectors.shape[0]} embeddings for {batch.num_rows} rows; 'user_embedding' must have one row per input row",
+                    model_path,
+                )
             yield pa.RecordBatch.from_arrays([batch.column(batch.schema.get_field_index(key_col)), float_list_array(vectors)], names=[key_col, output_col])
 
     return user_embeddings
@@ -154,7 +170,9 @@ def drop_seen(ranked: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
     return kept[:, :k]
 
 
-def make_topk_metrics_fn(cache_key: str, index_dir: str, ks, metric_names, vector_col: str = "vector", foldin_col: str = "foldin", targets_col: str = "targets") -> Callable[[Iterator[Any]], Iterator[Any]]:
+def make_topk_metrics_fn(
+    cache_key: str, index_dir: str, ks, metric_names, vector_col: str = "vector", foldin_col: str = "foldin", targets_col: str = "targets"
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The Evaluate ``mapInArrow`` function: per Arrow batch of users (vector, fold-in ids, target
     ids), query the index for ``max(ks) + #fold-in`` candidates, drop fold-in items, score the top
     ``max(ks)``, and yield one row of sums: ``n`` long, ``sums`` (in ``metric_names`` order) and

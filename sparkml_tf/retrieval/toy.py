@@ -26,7 +26,9 @@ def generate_users(num_users: int, num_items: int, num_clusters: int = 8, items_
     return users
 
 
-def write_toy_dataset(path: str, num_users: int = 400, num_items: int = 100, num_shards: int = 2, num_validation: int = 100, seed: int = 0, **kwargs: Any) -> Dict[str, Any]:
+def write_toy_dataset(
+    path: str, num_users: int = 400, num_items: int = 100, num_shards: int = 2, num_validation: int = 100, seed: int = 0, **kwargs: Any
+) -> Dict[str, Any]:
     """Write ``stats.json``, ``tfrecord/{train,validation}/part-*.tfrecord.gz`` and ``vocab/items.parquet``."""
     import pyarrow as pa
     import pyarrow.parquet as pq

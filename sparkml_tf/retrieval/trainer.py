@@ -77,6 +77,11 @@ class RetrievalTask:
     def num_train_examples(self) -> int:
         return int(self.stats["num_train_examples"])
 
+    def configure(self, schedule) -> None:
+        """Let the model size step-counted settings (Mult-VAE's KL annealing) by the step budget."""
+        if hasattr(self.spec, "for_schedule"):
+            self.spec = self.spec.for_schedule(schedule)
+
     def prepare(self) -> None:
         num_workers = cluster_info()["num_workers"]
         if self.source is None and self.petastorm:

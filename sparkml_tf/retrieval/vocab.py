@@ -52,7 +52,9 @@ def write_vocab(vocab, directory: str) -> None:
 
     bad = [item for item in vocab["item"] if "\n" in item or "\r" in item]
     if bad:
-        raise DataError("DATA_BAD_ROWS", f"item ids may not contain line breaks (items.txt is one per line), found {bad[0]!r}; clean the item column", directory)
+        raise DataError(
+            "DATA_BAD_ROWS", f"item ids may not contain line breaks (items.txt is one per line), found {bad[0]!r}; clean the item column", directory
+        )
     filesystem, base = resolve(directory)
     filesystem.create_dir(base, recursive=True)
     table = pa.Table.from_pandas(vocab[["item", "id", "count"]], preserve_index=False).cast(

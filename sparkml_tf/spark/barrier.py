@@ -181,7 +181,9 @@ class _FailureInbox:
                 continue
             if message.get("token") == self.token and self.report is None:
                 self.report = message
-                LOGGER.info("barrier worker rank %s failed for good (%s); cancelling the stage instead of retrying it", message.get("rank"), message.get("code"))
+                LOGGER.info(
+                    "barrier worker rank %s failed for good (%s); cancelling the stage instead of retrying it", message.get("rank"), message.get("code")
+                )
                 try:
                     self._on_report()
                 except Exception:  # the job may be over already
@@ -217,7 +219,19 @@ def is_retryable(error: BaseException) -> bool:
     return not isinstance(error, _DETERMINISTIC)
 
 
-_DETERMINISTIC = (ImportError, SyntaxError, NameError, AttributeError, TypeError, ValueError, KeyError, IndexError, AssertionError, NotImplementedError, ZeroDivisionError)
+_DETERMINISTIC = (
+    ImportError,
+    SyntaxError,
+    NameError,
+    AttributeError,
+    TypeError,
+    ValueError,
+    KeyError,
+    IndexError,
+    AssertionError,
+    NotImplementedError,
+    ZeroDivisionError,
+)
 
 
 def _make_task(fn: Callable, settings: Dict[str, Any], num_workers: int, isolate: bool, tail_lines: int, inbox: Tuple[str, int], token: str) -> Callable:
@@ -336,7 +350,9 @@ def _run_isolated(fn: Callable, settings: Dict[str, Any], rank: int, tail_lines:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the child imports what this worker can
     try:
-        process = subprocess.Popen([sys.executable, "-c", _CHILD, payload, result_path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
+        process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, payload, result_path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace"
+        )
         print(f"[sparkml_tf.barrier] rank {rank}: training process pid {process.pid}", file=sys.stderr, flush=True)
         try:
             for line in process.stdout:
@@ -361,6 +377,15 @@ def _run_isolated(fn: Callable, settings: Dict[str, Any], rank: int, tail_lines:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_in_child(fn: Callable, settings: Dict[str, Any], label: str = "trial", tail_lines: int = 40) -> Dict[str, Any]:
+    """``fn(settings)`` in a fresh Python process (its own TensorFlow runtime), from a Spark task:
+    ``{"result": ...}``, or ``{"error": kind, "tail": last lines of its output}`` when it failed."""
+    try:
+        return {"result": _run_isolated(fn, settings, 0, tail_lines)}
+    except _WorkerFailure as failure:
+        return {"error": str(failure.code), "tail": failure.tail[-4000:], "label": label}
+
+
 class DistributorLauncher:
     """spark-tensorflow-distributor's MirroredStrategyRunner (CPU, our own strategy in ``fn``).
 
@@ -381,7 +406,10 @@ class DistributorLauncher:
         try:
             from spark_tensorflow_distributor import MirroredStrategyRunner
         except ImportError as e:
-            raise DistributedError("DISTRIBUTED_MISSING_PACKAGE", "launcher 'distributor' needs spark-tensorflow-distributor; pip install spark-tensorflow-distributor, or use launcher 'spark'") from e
+            raise DistributedError(
+                "DISTRIBUTED_MISSING_PACKAGE",
+                "launcher 'distributor' needs spark-tensorflow-distributor; pip install spark-tensorflow-distributor, or use launcher 'spark'",
+            ) from e
         spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
         _check_slots(spark.sparkContext, self.num_workers)
         plain = dict(settings)

@@ -44,3 +44,6 @@ class RecordingTracker(Tracker):
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         self.calls.append(("figure", artifact_file))
         self.figures.append(artifact_file)
+
+    def log_child_run(self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None) -> None:
+        self.calls.append(("child", run_name, dict(params), list(history), status, dict(tags or {})))

@@ -137,6 +137,25 @@ class MLflowTracker(Tracker):
         self._guard(f"log figure {artifact_file}", mlflow.log_figure, figure, artifact_file)
 
 
+    def log_child_run(self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None) -> None:
+        import mlflow
+
+        def _child():
+            with mlflow.start_run(run_name=run_name, nested=True, tags=dict(tags or {})) as child:
+                if params:
+                    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v))[:_MAX_PARAM_LENGTH] for k, v in params.items()})
+                for entry in history:
+                    values = {k.replace("@", "_at_"): float(v) for k, v in entry.items() if k != "step" and isinstance(v, (int, float))}
+                    if values:
+                        mlflow.log_metrics(values, step=int(entry.get("step", 0)))
+                mlflow.set_tag("sparkml_tf.trial_status", status)
+            # The context manager ended it FINISHED; a failed or pruned trial is recorded as such.
+            if status != "FINISHED":
+                mlflow.tracking.MlflowClient().set_terminated(child.info.run_id, status="FAILED" if status == "FAILED" else "KILLED")
+
+        self._guard(f"log child run {run_name}", _child)
+
+
 def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING_URI) -> Dict[str, str]:
     """Download a run's logged config and macros; returns ``{"config": path, "macros": path}``."""
     import mlflow
@@ -147,7 +166,9 @@ def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config", dst_path=target)
     except Exception as e:
-        raise TrackingError("TRACKING_RUN_NOT_FOUND", f"cannot download the config of MLflow run {run_id} ({type(e).__name__}: {e}); check the run id and --tracking-uri") from e
+        raise TrackingError(
+            "TRACKING_RUN_NOT_FOUND", f"cannot download the config of MLflow run {run_id} ({type(e).__name__}: {e}); check the run id and --tracking-uri"
+        ) from e
     paths = {name: os.path.join(local, f"{name}.json") for name in ("config", "macros")}
     if not os.path.exists(paths["config"]):
         raise TrackingError("TRACKING_RUN_NOT_FOUND", f"MLflow run {run_id} has no config/config.json artifact; it was not started by a sparkml_tf pipeline")

@@ -23,9 +23,10 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, List, Protocol
+from typing import Any, Dict, List, Optional, Protocol
 
 from sparkml_tf.errors import DataError, SparkmlTfError
+from sparkml_tf.train.schedule import Schedule, keras_schedule, plan
 from sparkml_tf.spark.executor import configure_tf_threads
 
 
@@ -63,6 +64,8 @@ class LoopResult:
     global_batch_size: int
     rank: int
     num_workers: int
+    schedule: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    finished: bool = True  # False when paused at ``pause_at_step`` before the schedule ended
 
     @property
     def is_chief(self) -> bool:
@@ -77,8 +80,13 @@ class LoopResult:
             "steps_per_epoch": self.steps_per_epoch,
             "global_batch_size": self.global_batch_size,
             "num_workers": self.num_workers,
+            "schedule": self.schedule,
+            "finished": self.finished,
             "history": self.history,
         }
+
+
+SCHEDULE_KEYS = ("batch_size", "epochs", "max_steps", "min_steps", "eval_every_steps", "patience", "warmup_steps", "lr_decay", "steps_per_epoch")
 
 
 def log(rank: int, message: str) -> None:
@@ -127,9 +135,10 @@ def copy_weights(dst, src) -> None:
         d.assign(tf.convert_to_tensor(s))
 
 
-def make_optimizers(keras, net, learning_rate: float) -> List[Any]:
+def make_optimizers(keras, net, learning_rate: float, schedule: Optional[Schedule] = None) -> List[Any]:
     """``[(variables, Adam)]``: one optimizer per learning-rate group the net declares
-    (``net.learning_rate_groups(learning_rate)`` -> ``[(variables, rate)]``), else one for all."""
+    (``net.learning_rate_groups(learning_rate)`` -> ``[(variables, rate)]``), else one for all;
+    each rate follows ``schedule``'s warm-up and decay."""
     if hasattr(net, "learning_rate_groups"):
         rates = net.learning_rate_groups(learning_rate)
     else:
@@ -139,15 +148,18 @@ def make_optimizers(keras, net, learning_rate: float) -> List[Any]:
         raise ValueError("learning_rate_groups must hold every trainable variable exactly once")
     groups = []
     for variables, rate in rates:
-        optimizer = keras.optimizers.Adam(learning_rate=float(rate))
+        optimizer = keras.optimizers.Adam(learning_rate=keras_schedule(keras, float(rate), schedule) if schedule else float(rate))
         optimizer.build(variables)
         groups.append((list(variables), optimizer))
     return groups
 
 
 def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
-    """Train ``task`` with ``settings`` (batch_size, epochs, patience, learning_rate, checkpoint_dir,
-    checkpoint_every_steps, seed, steps_per_epoch); every worker returns, the chief exports."""
+    """Train ``task`` with ``settings`` (learning_rate, checkpoint_dir, checkpoint_every_steps, seed, and
+    the schedule's keys: :func:`sparkml_tf.train.schedule.plan`); every worker returns, the chief exports.
+
+    The loop runs rounds of ``schedule.eval_every`` steps, each ending with a validation (the
+    history's ``epoch`` is the round: one epoch in the legacy epoch schedule)."""
     cluster = cluster_info()
     rank, num_workers = cluster["rank"], cluster["num_workers"]
     configure_tf_threads(settings.get("tf_threads"))
@@ -158,17 +170,19 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     keras.utils.set_random_seed(seed)
     # Before any other TF op: the collective runtime is configured when the strategy is made.
     strategy = tf.distribute.MultiWorkerMirroredStrategy() if num_workers > 1 else tf.distribute.get_strategy()
-    global_batch = int(settings.get("batch_size", 256))
-    if global_batch % num_workers:
-        global_batch += num_workers - global_batch % num_workers  # equal per-worker batches
-    steps_per_epoch = int(settings.get("steps_per_epoch") or max(1, math.ceil(task.num_train_examples() / global_batch)))
-    epochs, patience = int(settings.get("epochs", 10)), int(settings.get("patience", 3))
+    schedule = plan(task.num_train_examples(), num_workers, {k: settings.get(k) for k in SCHEDULE_KEYS})
+    global_batch, steps_per_epoch = schedule.batch_size, schedule.steps_per_epoch  # equal per-worker batches
+    patience = schedule.patience
     checkpoint_every = max(1, int(settings.get("checkpoint_every_steps", 200)))
+    if rank == 0:
+        log(rank, f"schedule: {schedule.describe()}")
+    if hasattr(task, "configure"):
+        task.configure(schedule)  # e.g. a KL annealing sized by the step budget
     task.prepare()
 
     with strategy.scope():
         net = task.build()
-        groups = make_optimizers(keras, net, float(settings.get("learning_rate", 1e-3)))
+        groups = make_optimizers(keras, net, float(settings.get("learning_rate", 1e-3)), schedule)
 
     def dataset_fn(input_context):
         batch = input_context.get_per_replica_batch_size(global_batch)
@@ -235,12 +249,15 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
             with tf.io.gfile.GFile(history_path, "w") as f:
                 json.dump(history, f, indent=1)
 
-    stopped = int(bad_epochs) >= patience
-    for epoch in range(int(epochs_done), epochs):
-        if stopped:
+    stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps
+    # A pause point (hyper-parameter search runs a trial in rungs): stop after the evaluation that
+    # reaches this step, checkpointed, so the next rung resumes on the same schedule.
+    pause_at = int(settings.get("pause_at_step") or 0)
+    for epoch in range(int(epochs_done), schedule.num_evaluations):
+        if stopped or (pause_at and int(step) >= pause_at):
             break
         start, losses = time.perf_counter(), []
-        while int(step) < (epoch + 1) * steps_per_epoch:
+        while int(step) < min((epoch + 1) * schedule.eval_every, schedule.max_steps):
             losses.append(train_step(iterator))
             step.assign_add(1)
             if int(step) % checkpoint_every == 0:
@@ -260,15 +277,15 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
         seconds = time.perf_counter() - start
         steps_run = len(losses)
         history.append(
-            {"epoch": epoch, "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
+            {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
              "examples_per_s": steps_run * global_batch / train_seconds if train_seconds > 0 else None}
         )
         if is_chief:  # every rank computes the same numbers; one copy is enough
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            log(rank, f"epoch {epoch}: loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
+            log(rank, f"evaluation {epoch + 1}/{schedule.num_evaluations} (step {int(step)}/{schedule.max_steps}): loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
         save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
         manager.save(checkpoint_number=int(step))
-        stopped = int(bad_epochs) >= patience
+        stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps
 
     if math.isfinite(float(best_metric)):  # keep the best epoch's weights, not the last one's
         for v, b in zip(net.weights, best_weights):
@@ -276,6 +293,7 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     if not is_chief:
         shutil.rmtree(own_dir, ignore_errors=True)
     return LoopResult(
+        finished=stopped or int(step) >= schedule.max_steps,
         net=net,
         history=history,
         best_metric=float(best_metric),
@@ -284,6 +302,7 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
         resumed_from_step=resumed_from,
         steps_per_epoch=steps_per_epoch,
         global_batch_size=global_batch,
+        schedule=schedule.to_dict(),
         rank=rank,
         num_workers=num_workers,
     )

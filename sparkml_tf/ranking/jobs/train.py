@@ -48,6 +48,14 @@ class TrainCtr(Job):
         check_location(self.model_dir, "model_dir")
         check_location(self.checkpoint_dir, "checkpoint_dir")
 
+    objective = "best_val_auc"  # the summary key a hyper-parameter search maximizes
+
+    def worker(self):
+        """The function each training worker runs (and a search trial)."""
+        from sparkml_tf.ranking.trainer import train_ctr_worker
+
+        return train_ctr_worker
+
     def inputs(self) -> List[str]:
         return [self.dataset_dir]
 
@@ -75,9 +83,7 @@ class TrainCtr(Job):
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.model_dir)
             return {"skipped": True, "model_dir": self.model_dir}
         self._check_inputs()
-        from sparkml_tf.ranking.trainer import train_ctr_worker
-
-        summary = launch(ctx, self.launcher, self.num_workers, train_ctr_worker, self.settings(force=ctx.force), self.name)
+        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), self.settings(force=ctx.force), self.name)
         self._track(ctx, summary)
         return summary
 

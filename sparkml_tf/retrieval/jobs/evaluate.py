@@ -54,7 +54,9 @@ class Evaluate(Job):
         name: str = "evaluate",
     ):
         if split not in ("test", "validation"):
-            raise DataError("EVALUATE_UNKNOWN_SPLIT", f"split must be 'test' or 'validation' (it reads <split>_input and <split>_target), got {split!r}", "split")
+            raise DataError(
+                "EVALUATE_UNKNOWN_SPLIT", f"split must be 'test' or 'validation' (it reads <split>_input and <split>_target), got {split!r}", "split"
+            )
         ks = [int(k) for k in ks]
         if not ks or min(ks) <= 0:
             raise DataError("EVALUATE_BAD_KS", f"ks must be a non-empty list of positive integers, got {ks}", "ks")
@@ -99,7 +101,9 @@ class Evaluate(Job):
         interactions = read_interactions(spark, self.dataset_dir, ["train", f"{self.split}_input", f"{self.split}_target"])
         targets = group_items(interactions.where(F.col("split") == f"{self.split}_target"), "targets")
         foldin = group_items(interactions.where(F.col("split") == f"{self.split}_input"), "foldin")
-        users = targets.join(foldin, on="user", how="left").select("user", "targets", F.coalesce("foldin", F.array().cast("array<long>")).alias("foldin")).cache()
+        users = (
+            targets.join(foldin, on="user", how="left").select("user", "targets", F.coalesce("foldin", F.array().cast("array<long>")).alias("foldin")).cache()
+        )
         try:
             metrics = self._model_metrics(ctx, users, kmax)
             curves = {"model": metrics.pop("_curve")}
@@ -109,7 +113,14 @@ class Evaluate(Job):
             curves.update(baseline_curves)
         finally:
             users.unpersist()
-        ctx.tracker.log_params({f"{self.name}.ks": self.ks, f"{self.name}.split": self.split, f"{self.name}.baselines": self.baselines, f"{self.name}.ease_lambda": self.ease_lambda})
+        ctx.tracker.log_params(
+            {
+                f"{self.name}.ks": self.ks,
+                f"{self.name}.split": self.split,
+                f"{self.name}.baselines": self.baselines,
+                f"{self.name}.ease_lambda": self.ease_lambda,
+            }
+        )
         save_metrics(ctx, self.output_path, metrics)
         ctx.tracker.log_figure(_recall_plot(curves), "plots/recall_at_k.png")
         return metrics
@@ -132,7 +143,8 @@ class Evaluate(Job):
         if n == 0:
             raise DataError(
                 "EVALUATE_NO_USERS",
-                f"no {self.split} user has both a target item and a user embedding ({total} with targets); check that Predict ran on the '{self.split}_input' split of the same dataset",
+                f"no {self.split} user has both a target item and a user embedding ({total} with targets); "
+                f"check that Predict ran on the '{self.split}_input' split of the same dataset",
                 self.user_embeddings_dir,
             )
         import numpy as np
@@ -161,7 +173,13 @@ class Evaluate(Job):
         from sparkml_tf.index.hnsw import HnswIndex, exact_search, overlap_recall, read_item_embeddings
         from sparkml_tf.spark.executor import matrix_from_list_array
 
-        sample = spark.read.parquet(self.user_embeddings_dir).select(F.col("user").cast("string"), "vector").join(users.select("user"), "user").limit(self.ann_check_users).toArrow()
+        sample = (
+            spark.read.parquet(self.user_embeddings_dir)
+            .select(F.col("user").cast("string"), "vector")
+            .join(users.select("user"), "user")
+            .limit(self.ann_check_users)
+            .toArrow()
+        )
         queries = matrix_from_list_array(sample.column("vector"), "user vector")
         index = HnswIndex.load(self.index_dir)
         ids, _, vectors, biases = read_item_embeddings(self.embeddings_dir)

@@ -48,20 +48,32 @@ def read_interactions(spark, dataset_dir: str, splits, with_ids: bool = True):
     try:
         df = spark.read.parquet(path)
     except Exception as e:  # AnalysisException: path missing or not Parquet
-        raise DataError("DATA_NOT_FOUND", f"cannot read interactions ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildDataset job first or fix dataset_dir", path) from e
+        raise DataError(
+            "DATA_NOT_FOUND",
+            f"cannot read interactions ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildDataset job first or fix dataset_dir",
+            path,
+        ) from e
     missing = {"user", "item", "split"} - set(df.columns)
     if missing:
-        raise DataError("DATA_SCHEMA_MISMATCH", f"interactions lack column(s) {sorted(missing)} (have {df.columns}); expected user, item, rating, timestamp, split", path)
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH", f"interactions lack column(s) {sorted(missing)} (have {df.columns}); expected user, item, rating, timestamp, split", path
+        )
     if "timestamp" not in df.columns:
         df = df.withColumn("timestamp", F.lit(0).cast("long"))
-    df = df.where(F.col("split").isin(list(splits))).select(F.col("user").cast("string"), F.col("item").cast("string"), F.col("timestamp").cast("long"), "split")
+    df = df.where(F.col("split").isin(list(splits))).select(
+        F.col("user").cast("string"), F.col("item").cast("string"), F.col("timestamp").cast("long"), "split"
+    )
     if not with_ids:
         return df
     vocab_path = layout.vocab_table
     try:
         vocab = spark.read.parquet(vocab_path)
     except Exception as e:
-        raise DataError("DATA_NOT_FOUND", f"cannot read the item vocabulary ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildDataset job first or fix dataset_dir", vocab_path) from e
+        raise DataError(
+            "DATA_NOT_FOUND",
+            f"cannot read the item vocabulary ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildDataset job first or fix dataset_dir",
+            vocab_path,
+        ) from e
     vocab = vocab.select(F.col("item").cast("string"), F.col("id").cast("long"))
     return df.join(F.broadcast(vocab), on="item", how="inner")
 
@@ -81,7 +93,16 @@ class Predict(Job):
     and write ``<output_dir>`` Parquet: user string, vector array<float>.
     """
 
-    def __init__(self, dataset_dir: str, export_dir: str, output_dir: str, split: str = "test_input", batch_size: int = 1024, name: str = "predict", arrow_batch_rows: int = ARROW_BATCH_ROWS):
+    def __init__(
+        self,
+        dataset_dir: str,
+        export_dir: str,
+        output_dir: str,
+        split: str = "test_input",
+        batch_size: int = 1024,
+        name: str = "predict",
+        arrow_batch_rows: int = ARROW_BATCH_ROWS,
+    ):
         if split not in SPLITS:
             raise DataError("PREDICT_UNKNOWN_SPLIT", f"unknown split {split!r}; choose one of {', '.join(SPLITS)}", "split")
         if batch_size <= 0:

@@ -14,11 +14,20 @@ from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.io.outputs import check_location, is_complete
 from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
+from sparkml_tf.train.schedule import check_settings
 
 LOGGER = logging.getLogger(__name__)
 
 
 class Train(Job):
+    """Train a retrieval model on N barrier workers; export it and its item embeddings.
+
+    The schedule is sized by the data unless set (:mod:`sparkml_tf.train.schedule`): leave
+    ``epochs``, ``batch_size``, ``max_steps``, ... unset and training runs a step budget with a floor,
+    validation every K steps, early stopping counted in evaluations, warm-up and cosine decay.
+    ``epochs`` (with ``patience`` in epochs) gives the fixed epoch schedule of earlier versions.
+    """
+
     def __init__(
         self,
         dataset_dir: str,
@@ -29,27 +38,47 @@ class Train(Job):
         loss: Optional[dict] = None,
         num_workers: int = 2,
         launcher: str = "spark",
-        epochs: int = 10,
-        batch_size: int = 256,
+        epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
         learning_rate: float = 1e-3,
         checkpoint_every_steps: int = 200,
-        patience: int = 3,
+        patience: Optional[int] = None,
+        max_steps: Optional[int] = None,
+        min_steps: Optional[int] = None,
+        eval_every_steps: Optional[int] = None,
+        warmup_steps: Optional[int] = None,
+        lr_decay: Optional[str] = None,
         seed: int = 0,
         name: str = "train",
     ):
         check_subconfigs(model=model, loss=loss)
         check_launcher(launcher)
-        if num_workers < 1 or epochs < 1 or batch_size < 1:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", "num_workers, epochs and batch_size must be at least 1")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise SparkmlTfError("CONFIG_BAD_VALUE", f"num_workers must be a whole number of at least 1, got {num_workers!r}", "num_workers")
+        self.schedule = {
+            "epochs": epochs, "batch_size": batch_size, "patience": patience, "max_steps": max_steps, "min_steps": min_steps,
+            "eval_every_steps": eval_every_steps, "warmup_steps": warmup_steps, "lr_decay": lr_decay,
+        }
+        check_settings(**self.schedule)
+        if not learning_rate or learning_rate <= 0:
+            raise SparkmlTfError("CONFIG_BAD_VALUE", f"learning_rate must be positive, got {learning_rate!r}", "learning_rate")
         self.dataset_dir, self.export_dir, self.embeddings_dir, self.checkpoint_dir = dataset_dir, export_dir, embeddings_dir, checkpoint_dir
         self.model, self.loss = dict(model), (dict(loss) if loss else None)
         self.num_workers, self.launcher = int(num_workers), launcher
-        self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
-        self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
+        self.learning_rate = float(learning_rate)
+        self.checkpoint_every_steps, self.seed = int(checkpoint_every_steps), int(seed)
         self.name = name
         check_location(self.export_dir, "export_dir")
         check_location(self.embeddings_dir, "embeddings_dir")
         check_location(self.checkpoint_dir, "checkpoint_dir")
+
+    objective = "best_ndcg"  # the summary key a hyper-parameter search maximizes (validation NDCG@100)
+
+    def worker(self):
+        """The function each training worker runs (and a search trial)."""
+        from sparkml_tf.retrieval.trainer import train_worker
+
+        return train_worker
 
     def inputs(self) -> List[str]:
         return [self.dataset_dir]
@@ -66,11 +95,9 @@ class Train(Job):
             "checkpoint_dir": self.checkpoint_dir,
             "model": self.model,
             "loss": self.loss,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
+            **self.schedule,
             "learning_rate": self.learning_rate,
             "checkpoint_every_steps": self.checkpoint_every_steps,
-            "patience": self.patience,
             "seed": self.seed,
             "force": force,
         }
@@ -79,9 +106,7 @@ class Train(Job):
         if is_complete(self.embeddings_dir) and not ctx.force:
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.embeddings_dir)
             return {"skipped": True, "embeddings_dir": self.embeddings_dir}
-        from sparkml_tf.retrieval.trainer import train_worker
-
-        summary = launch(ctx, self.launcher, self.num_workers, train_worker, self.settings(force=ctx.force), self.name)
+        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), self.settings(force=ctx.force), self.name)
         self._track(ctx, summary)
         return summary
 
@@ -89,6 +114,7 @@ class Train(Job):
         tracker = ctx.tracker
         params = {k: v for k, v in self.settings().items() if k not in ("force",)}
         params.update({"model": self.model.get("type"), "loss": (self.loss or {}).get("type"), "num_workers": self.num_workers, "launcher": self.launcher})
+        params.update({f"schedule.{k}": v for k, v in summary.get("schedule", {}).items()})  # what the data-sized schedule chose
         tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
         history = summary.get("history", [])
         for entry in history:

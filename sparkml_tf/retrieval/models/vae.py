@@ -3,7 +3,8 @@
 Input: the multi-hot vector of a user's items, L2-normalised, with dropout when training.
 Encoder: tanh layers -> (mu, logvar) of a Gaussian latent; decoder: tanh layers -> logits over all
 items. Loss: the negative ELBO with a multinomial likelihood and a KL term whose weight ``beta``
-grows linearly with the training step, reaching ``beta_max`` at ``anneal_steps``.
+grows linearly with the training step, reaching ``beta_max`` at ``anneal_steps`` (by default half
+the training schedule's step budget, so the annealing fits any data size).
 
 The decoder's last layer is the item table: ``user_embedding`` is the decoder's last hidden
 activation (mu, not a sample, at inference), ``item_embeddings`` its kernel transposed and
@@ -23,7 +24,7 @@ class MultVAE:
         hidden_dims: Optional[List[int]] = None,
         dropout: float = 0.5,
         beta_max: float = 0.2,
-        anneal_steps: int = 20000,
+        anneal_steps: Optional[int] = None,
         seed: int = 0,
     ):
         hidden_dims = list(hidden_dims) if hidden_dims is not None else [600, 200]
@@ -34,8 +35,14 @@ class MultVAE:
         self.hidden_dims = [int(d) for d in hidden_dims]
         self.dropout = float(dropout)
         self.beta_max = float(beta_max)
-        self.anneal_steps = max(int(anneal_steps), 1)
+        self.anneal_steps = max(int(anneal_steps), 1) if anneal_steps is not None else None
         self.seed = int(seed)
+
+    def for_schedule(self, schedule: Any) -> "MultVAE":
+        """This spec with ``anneal_steps`` = half the schedule's step budget, when not set."""
+        if self.anneal_steps is not None:
+            return self
+        return MultVAE(self.hidden_dims, self.dropout, self.beta_max, max(schedule.max_steps // 2, 1), self.seed)
 
     def build(self, num_items: int, loss: Any = None):
         """The Keras model (``loss`` is accepted for a common interface and ignored)."""
@@ -53,7 +60,7 @@ class MultVAE:
         import tensorflow as tf
 
         step = tf.cast(step, tf.float32)
-        return self.beta_max * tf.minimum(step / float(self.anneal_steps), 1.0)
+        return self.beta_max * tf.minimum(step / float(self.anneal_steps or 20000), 1.0)
 
     def __repr__(self) -> str:
         return f"MultVAE(hidden_dims={self.hidden_dims}, dropout={self.dropout}, beta_max={self.beta_max}, anneal_steps={self.anneal_steps})"
