@@ -7,7 +7,7 @@ DEMO_CONFIG ?= conf/movielens/config.json
 DEMO_MACROS ?= conf/movielens/macros.json
 PYTEST_ARGS ?=
 
-.PHONY: demo test smoke java venv clean petastorm-env test-petastorm pack
+.PHONY: demo test lint smoke java venv clean petastorm-env test-petastorm pack
 
 java:
 	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { \
@@ -31,6 +31,10 @@ smoke: java venv
 
 test: java venv
 	SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Lint: the ruff configuration in pyproject.toml (line length 160), as CI runs it.
+lint: venv
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf runs mlruns.db mlartifacts .pytest_cache

@@ -132,7 +132,17 @@ def build(vectors, biases, M, efc, augment, space, args, cached):
         raw.save_index(os.path.join(cached, "index.bin"))
         with open(state, "w") as f:
             json.dump([count, build_s], f)
-    params = {"M": M, "ef_construction": efc, "ef": efc, "dim": vectors.shape[1], "count": count, "space": space, "fold_bias": True, "augment": augment, "build_s": build_s}
+    params = {
+        "M": M,
+        "ef_construction": efc,
+        "ef": efc,
+        "dim": vectors.shape[1],
+        "count": count,
+        "space": space,
+        "fold_bias": True,
+        "augment": augment,
+        "build_s": build_s,
+    }
     if space != "ip":
         params["norm2"] = float(np.dot(data[0], data[0]))
     ids = np.arange(count, dtype=np.int64)
@@ -168,7 +178,10 @@ def main() -> None:
         vectors, biases, queries = realistic_data(args.items, args.dim, args.rank, args.queries, args.seed)
     else:
         vectors, biases, queries = hard_data(args.items, args.dim, args.queries, args.seed)
-    print(f"data {args.data}: items {args.items} x {args.dim}, recall on {args.queries} queries, timings on {args.latency_queries} (one at a time) / {args.batch_queries} (batched), k {args.k}, threads {args.threads}, repeats {args.repeats}")
+    print(
+        f"data {args.data}: items {args.items} x {args.dim}, recall on {args.queries} queries, timings on {args.latency_queries} (one at a time) "
+        f"/ {args.batch_queries} (batched), k {args.k}, threads {args.threads}, repeats {args.repeats}"
+    )
     norms = np.linalg.norm(vectors, axis=1)
     print(f"  item norm p1/p50/p99 {np.percentile(norms, 1):.3f}/{np.median(norms):.3f}/{np.percentile(norms, 99):.3f}, bias std {biases.std():.3f}")
 
@@ -202,7 +215,11 @@ def main() -> None:
     print(f"exact top-{k} of {len(fq)} queries: {time.perf_counter() - start:.1f}s")
     print("timings: each row times brute force and hnsw alternately, --repeats times; ratios are medians of the per-repeat ratios")
     print()
-    print("| data | variant | M | efC | build s | index MB (saved) | ef | recall@%d | hnsw ms/q | numpy ms/q | speed-up per query | hnsw q/s batched | numpy q/s batched | speed-up batched |" % k)
+    print(
+        "| data | variant | M | efC | build s | index MB (saved) | ef | recall@%d | hnsw ms/q | "
+        "numpy ms/q | speed-up per query | hnsw q/s batched | numpy q/s batched | speed-up batched |"
+        % k
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     for variant in args.variants:
@@ -210,10 +227,15 @@ def main() -> None:
         for M in args.M:
             for efc in args.ef_construction:
                 gc.collect()
-                cached = args.cache_dir and os.path.join(args.cache_dir, f"{args.data}-{args.items}x{args.dim}-r{args.rank}-s{args.seed}-{variant}-M{M}-efc{efc}")
+                cached = args.cache_dir and os.path.join(
+                    args.cache_dir, f"{args.data}-{args.items}x{args.dim}-r{args.rank}-s{args.seed}-{variant}-M{M}-efc{efc}"
+                )
                 index = build(vectors, biases, M, efc, augment, space, args, cached)
                 if index is None:
-                    print(f"build of {variant} M={M} efC={efc} not finished within --build-budget-s; saved to {cached}: run the same command again to go on", flush=True)
+                    print(
+                        f"build of {variant} M={M} efC={efc} not finished within --build-budget-s; saved to {cached}: run the same command again to go on",
+                        flush=True,
+                    )
                     return
                 build_s = index.params["build_s"]
                 index_mb = saved_mb(index.index)
@@ -236,8 +258,10 @@ def main() -> None:
                         bat.append((time.perf_counter() - start) / args.batch_queries)
                     med = statistics.median
                     print(
-                        f"| {args.data} | {variant} | {M} | {efc} | {build_s:.0f} | {index_mb:.0f} | {ef} | {recall:.4f} | {med(lat) * 1e3:.3f} | {med(blat) * 1e3:.2f} | "
-                        f"{med([b / h for b, h in zip(blat, lat)]):.1f}x | {1 / med(bat):,.0f} | {1 / med(bbat):,.0f} | {med([b / h for b, h in zip(bbat, bat)]):.1f}x |",
+                        f"| {args.data} | {variant} | {M} | {efc} | {build_s:.0f} | {index_mb:.0f} "
+                        f"| {ef} | {recall:.4f} | {med(lat) * 1e3:.3f} | {med(blat) * 1e3:.2f} | "
+                        f"{med([b / h for b, h in zip(blat, lat)]):.1f}x | {1 / med(bat):,.0f} | "
+                        f"{1 / med(bbat):,.0f} | {med([b / h for b, h in zip(bbat, bat)]):.1f}x |",
                         flush=True,
                     )
                 del index, raw

@@ -45,6 +45,7 @@ import time
 
 import numpy as np
 
+
 def save_model(path: str, num_items: int, dim: int) -> str:
     import tensorflow as tf
 
@@ -219,7 +220,8 @@ def main() -> None:
     from pyspark.sql.types import ArrayType, FloatType
 
     from sparkml_tf.retrieval.remote import embed, load_model, make_user_embedding_fn
-    from sparkml_tf.spark.executor import configure_tf_threads as configure_threads, padded_from_list_array
+    from sparkml_tf.spark.executor import configure_tf_threads as configure_threads
+    from sparkml_tf.spark.executor import padded_from_list_array
     from sparkml_tf.testing import local_spark
 
     # Single process, in this driver: TensorFlow pinned to 1 intra/inter-op thread, like a Spark worker.
@@ -257,9 +259,13 @@ def main() -> None:
 
     spark_paths = {
         "identity mapInArrow (user, items)": noop(rows.select("user", "items").mapInArrow(identity, "user string, items array<long>"), args.arrow_batch_rows),
-        "constant vectors, no model": noop(rows.select("user", "items").mapInArrow(make_constant_vectors(args.dim), "user string, vector array<float>"), args.arrow_batch_rows),
+        "constant vectors, no model": noop(
+            rows.select("user", "items").mapInArrow(make_constant_vectors(args.dim), "user string, vector array<float>"), args.arrow_batch_rows
+        ),
         "ours, ragged items": noop(embed_users(rows.select("user", "items"), model_path, args.batch_size, cache_key="bench"), args.arrow_batch_rows),
-        "ours, padded items": noop(embed_users(rows.select("user", rows.padded.alias("items")), model_path, args.batch_size, cache_key="bench"), args.arrow_batch_rows),
+        "ours, padded items": noop(
+            embed_users(rows.select("user", rows.padded.alias("items")), model_path, args.batch_size, cache_key="bench"), args.arrow_batch_rows
+        ),
         "predict_batch_udf, Spark's Arrow batches": noop(rows.select("user", udf("padded").alias("vector")), None),
         "predict_batch_udf, our Arrow batches": noop(rows.select("user", udf("padded").alias("vector")), args.arrow_batch_rows),
     }
@@ -279,10 +285,20 @@ def main() -> None:
     for name in ("single process, TF 1 thread", "single process, our mapInArrow fn replayed"):
         seconds, cpu = results[name]
         line(name, seconds, cpu["driver"], f"{cpu['driver']:.2f}")
-    line(f"single process, TF default threads (pool {all_threads['intra_op'] or 'auto'})", args.users / all_threads["rate"], all_threads["cpu"], f"{all_threads['cpu']:.2f}")
+    line(
+        f"single process, TF default threads (pool {all_threads['intra_op'] or 'auto'})",
+        args.users / all_threads["rate"],
+        all_threads["cpu"],
+        f"{all_threads['cpu']:.2f}",
+    )
     for name in spark_paths:
         seconds, cpu = results[name]
-        line(f"local[{args.cores}] {name}", seconds, cpu["jvm"] + cpu["python"], f"jvm {cpu['jvm']:.2f} + python {cpu['python']:.2f} ({(cpu['jvm'] + cpu['python']) / seconds:.2f} cores busy)")
+        line(
+            f"local[{args.cores}] {name}",
+            seconds,
+            cpu["jvm"] + cpu["python"],
+            f"jvm {cpu['jvm']:.2f} + python {cpu['python']:.2f} ({(cpu['jvm'] + cpu['python']) / seconds:.2f} cores busy)",
+        )
 
     rate = lambda name: args.users / results[name][0]  # noqa: E731
     per_cpu = lambda name: args.users / (results[name][1]["jvm"] + results[name][1]["python"])  # noqa: E731

@@ -70,8 +70,8 @@ def export_models(index, directory: str, seeds=(1, 2)) -> Dict[int, object]:
     """One export per seed (``<directory>/1``, ``/2``); returns the nets by version."""
     import tensorflow as tf
 
-    from sparkml_tf.ranking.models.wide_deep import WideDeep
     from sparkml_tf.ranking.export import export_ctr_model
+    from sparkml_tf.ranking.models.wide_deep import WideDeep
 
     nets = {}
     for version, seed in enumerate(seeds, start=1):
@@ -204,7 +204,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="round-robin rounds; medians are reported")
     parser.add_argument("--swaps", type=int, default=5, help="version swaps measured per scorer")
     parser.add_argument("--vocab", type=int, default=1000, help="vocabulary per categorical field")
-    parser.add_argument("--tf-threads", type=int, default=1, help="TensorFlow intra/inter-op threads, as Scorer(tf_threads=...) sets them (0: its default, one per core)")
+    parser.add_argument(
+        "--tf-threads", type=int, default=1, help="TensorFlow intra/inter-op threads, as Scorer(tf_threads=...) sets them (0: its default, one per core)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.calls, args.repeats, args.swaps = 400, 3, 2
@@ -255,7 +257,9 @@ def main() -> None:
             "reference tf.function(jit_compile=True)": lambda i: reference["tf.function(jit_compile=True)"](*[tf.constant(a) for a in batches[i]]).numpy(),
             "reference tf.function": lambda i: reference["tf.function"](*[tf.constant(a) for a in batches[i]]).numpy(),
             "the scorer's graph function alone": lambda i: direct(*batches[i]),
-            "public signature call (numpy kwargs)": lambda i: signature(deep_ids=batches[i][0], wide_ids=batches[i][1], dense=batches[i][2])["probability"].numpy(),
+            "public signature call (numpy kwargs)": (
+                lambda i: signature(deep_ids=batches[i][0], wide_ids=batches[i][1], dense=batches[i][2])["probability"].numpy()
+            ),
         }
         raw_paths = {
             "Scorer.score (raw rows)": lambda i: scorers[False].score(requests[i]),
@@ -310,7 +314,10 @@ def main() -> None:
     for ours, theirs in pairs:
         for threads in (1, 2):
             a, b = results[(ours, threads)], results[(theirs, threads)]
-            print(f"  {ours:<38} / {theirs:<40} {threads} thr: p50 {a['p50'] / b['p50']:5.2f}  p99.9 {a['p99.9'] / b['p99.9']:5.2f}  rows/s {a['rows/s'] / b['rows/s']:5.2f}")
+            print(
+                f"  {ours:<38} / {theirs:<40} {threads} thr: p50 {a['p50'] / b['p50']:5.2f}  "
+                f"p99.9 {a['p99.9'] / b['p99.9']:5.2f}  rows/s {a['rows/s'] / b['rows/s']:5.2f}"
+            )
 
     print()
     print(f"{'during a version swap (raw rows, 1 thread)':<52} {'steady p99':>10} {'steady max':>10} {'swap p99':>9} {'swap max':>9} {'load+warm-up s':>14}")

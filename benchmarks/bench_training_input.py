@@ -34,9 +34,9 @@ def main() -> None:
 
     from sparkml_tf.retrieval.layout import RetrievalDataset
     from sparkml_tf.retrieval.records import parse_train
+    from sparkml_tf.retrieval.toy import write_toy_dataset
     from sparkml_tf.retrieval.trainer import train
     from sparkml_tf.train.launch import build_specs
-    from sparkml_tf.retrieval.toy import write_toy_dataset
 
     work = tempfile.mkdtemp(prefix="sparkml-tf-bench-")
     dataset = f"{work}/dataset"

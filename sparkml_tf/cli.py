@@ -114,6 +114,7 @@ def _resolve(args):
 
 def cmd_validate(args) -> int:
     resolved = _resolve(args)
+    resolved.build()  # every job and sub-object, as run builds them: their checks of the settings run too
     for warning in resolved.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"OK: {args.config} is valid")
@@ -142,7 +143,11 @@ def cmd_run(args) -> int:
     elif callable(target):
         results = target()
     else:
-        raise ConfigError("CONFIG_NOT_RUNNABLE", f"the config builds a {type(target).__name__}, which has no run(); make the top level a sparkml_tf.engine.Pipeline or a Job", "<root>")
+        raise ConfigError(
+            "CONFIG_NOT_RUNNABLE",
+            f"the config builds a {type(target).__name__}, which has no run(); make the top level a sparkml_tf.engine.Pipeline or a Job",
+            "<root>",
+        )
     _print_results(results)
     return EXIT_OK
 

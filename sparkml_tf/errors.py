@@ -28,6 +28,61 @@ class ConfigError(SparkmlTfError):
     """A problem with a config or macros file, found before anything runs."""
 
 
+class Checks:
+    """Collect every refused setting of one constructor, then raise them together::
+
+        checks = Checks()
+        with checks.at("format"):
+            check_format(format)          # any SparkmlTfError (or ValueError) in the block is kept
+        checks.require(batch_size >= 1, "batch_size", "batch_size must be at least 1")
+        checks.done()                     # ConfigErrors of all of them, or nothing
+    """
+
+    def __init__(self):
+        self.errors: List[ConfigError] = []
+
+    def require(self, ok: bool, key: str, message: str) -> bool:
+        if not ok:
+            self.errors.append(bad_value(key, message))
+        return bool(ok)
+
+    def at(self, key: str) -> "_Collect":
+        return _Collect(self, key)
+
+    def done(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
+class _Collect:
+    def __init__(self, checks: Checks, key: str):
+        self.checks, self.key = checks, key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            return False
+        if isinstance(error, ConfigErrors):
+            self.checks.errors.extend(error.errors)
+        elif isinstance(error, SparkmlTfError):
+            self.checks.errors.append(ConfigError(error.code, error.message, error.path or self.key))
+        elif isinstance(error, (ValueError, TypeError)):
+            self.checks.errors.append(bad_value(self.key, str(error)))
+        else:
+            return False
+        return True
+
+
+def bad_value(key: str, message: str) -> ConfigError:
+    """The one error for a setting a constructor refuses: CONFIG_BAD_VALUE at the parameter ``key``
+    (the config builder prefixes the job's path, or names the macro the value came from)."""
+    return ConfigError("CONFIG_BAD_VALUE", message, key)
+
+
 class ConfigErrors(ConfigError):
     """Every problem found in one pass over a config, reported together."""
 

@@ -48,5 +48,9 @@ def _compares_models(metrics: Dict[str, Any]) -> bool:
 
 def format_results(results: Dict[str, Any]) -> str:
     """A table for each job that returned flat numeric metrics, the last one (evaluation) first."""
-    blocks = [f"== {name} ==\n{metrics_table(value, 'model' if _compares_models(value) else name)}" for name, value in reversed(list(results.items())) if _flat_numbers(value)]
+    blocks = [
+        f"== {name} ==\n{metrics_table(value, 'model' if _compares_models(value) else name)}"
+        for name, value in reversed(list(results.items()))
+        if _flat_numbers(value)
+    ]
     return "\n\n".join(blocks[:1])

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 from sparkml_tf.config.imports import allowed_roots, import_string
 from sparkml_tf.config.instantiate import build
 from sparkml_tf.config.loading import load_json
-from sparkml_tf.config.macros import evaluate_macros, fill, unused
+from sparkml_tf.config.macros import PLACEHOLDER, evaluate_macros, fill, unused
 from sparkml_tf.config.overrides import apply_overrides
 from sparkml_tf.config.references import check_references
 from sparkml_tf.config.validation import check_types, moved_warnings
@@ -34,8 +34,14 @@ class ResolvedConfig:
     warnings: List[str] = dataclasses.field(default_factory=list)
 
     def build(self) -> Any:
+        """Build the config; every setting a constructor refuses is reported at once (ConfigErrors),
+        at the key the user wrote: a value that came from a macro is named by the macro's key."""
         refs = {"@self": self.raw_config, "@macros": self.raw_macros, "@macros_eval": self.macros}
-        return build(self.config, refs, self.roots)
+        errors: List[ConfigError] = []
+        built = build(self.config, refs, self.roots, errors=errors)
+        if errors:
+            raise ConfigErrors([_at_macro(e, self.raw_config) for e in errors])
+        return built
 
 
 def resolve(config: Any, macros: Any = None, overrides: Iterable[str] = (), allowed_imports: Iterable[str] = (), check: bool = True) -> ResolvedConfig:
@@ -65,6 +71,23 @@ def resolve(config: Any, macros: Any = None, overrides: Iterable[str] = (), allo
     for warning in warnings:
         LOGGER.warning(warning)
     return ResolvedConfig(raw_config, raw_macros, evaluated, filled, roots, warnings)
+
+
+def _at_macro(error: ConfigError, raw_config: Any) -> ConfigError:
+    """``error`` at the macro key (``train.num_workers``) when the value at its config path came whole
+    from a macro, with the config path after it; unchanged otherwise."""
+    from sparkml_tf.config.paths import parse_path
+
+    try:
+        node = raw_config
+        for key in parse_path(error.path):
+            node = node[key]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return error
+    match = PLACEHOLDER.fullmatch(node) if isinstance(node, str) else None
+    if not match:
+        return error
+    return ConfigError(error.code, error.message, f"{match.group(1)}.{match.group(2)} (as {error.path})")
 
 
 def fill_macros(config: Any, macros: Dict[str, Any]) -> Any:

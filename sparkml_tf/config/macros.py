@@ -78,7 +78,13 @@ def evaluate_macros(macros: Dict[str, Any]) -> Tuple[Dict[str, Any], List[Config
     errors: List[ConfigError] = []
     if not isinstance(macros, dict) or any(not isinstance(v, dict) for v in macros.values()):
         bad = [k for k, v in (macros.items() if isinstance(macros, dict) else []) if not isinstance(v, dict)]
-        return {}, [ConfigError("CONFIG_MACROS_INVALID", "macros must be a JSON object of objects, like {\"params\": {\"epochs\": 3}}", format_path(bad[:1]) if bad else "<macros>")]
+        return {}, [
+            ConfigError(
+                "CONFIG_MACROS_INVALID",
+                "macros must be a JSON object of objects, like {\"params\": {\"epochs\": 3}}",
+                format_path(bad[:1]) if bad else "<macros>",
+            )
+        ]
 
     raw: Dict[Ref, Any] = {(name, key): value for name, group in macros.items() for key, value in group.items()}
     deps: Dict[Ref, List[Tuple[Ref, str]]] = {
@@ -97,7 +103,13 @@ def evaluate_macros(macros: Dict[str, Any]) -> Tuple[Dict[str, Any], List[Config
             if key not in reported_cycles:
                 reported_cycles.add(key)
                 text = " -> ".join(f"${n}:{k}" for n, k in cycle)
-                errors.append(ConfigError("CONFIG_MACRO_CYCLE", f"macros refer to each other in a cycle: {text}; break the cycle by giving one of them a plain value", format_path(list(cycle[0]))))
+                errors.append(
+                    ConfigError(
+                        "CONFIG_MACRO_CYCLE",
+                        f"macros refer to each other in a cycle: {text}; break the cycle by giving one of them a plain value",
+                        format_path(list(cycle[0])),
+                    )
+                )
             return
         state[ref] = "active"
         for dep, where in deps[ref]:

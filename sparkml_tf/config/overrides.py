@@ -18,9 +18,17 @@ from sparkml_tf.errors import ConfigError
 
 
 def parse_value(text: str) -> Any:
+    """JSON when it parses; a plain string otherwise. Text that looks like JSON (starts with ``[``,
+    ``{`` or ``"``) but does not parse is an error, not a string: ``[popular]`` is a mistake for
+    ``["popular"]``, and a string would silently be split into characters later."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.strip()[:1] in ("[", "{", '"'):
+            raise ValueError(
+                f"{text!r} looks like JSON but does not parse ({e.msg} at character {e.pos}); quote strings inside it, "
+                'e.g. --set \'evaluate.baselines=["popular","ease"]\''
+            ) from e
         return text
 
 
@@ -83,7 +91,11 @@ def apply_overrides(config: Any, macros: Any, overrides: Iterable[str]) -> Tuple
             else:
                 in_config, in_macros = _exists(config, keys), _exists(macros, keys)
                 if in_config and in_macros:
-                    raise ConfigError("CONFIG_OVERRIDE_AMBIGUOUS", f"'{format_path(keys)}' exists both in the config and in the macros; write --set config.{text} or --set macros.{text}", format_path(keys))
+                    raise ConfigError(
+                        "CONFIG_OVERRIDE_AMBIGUOUS",
+                        f"'{format_path(keys)}' exists both in the config and in the macros; write --set config.{text} or --set macros.{text}",
+                        format_path(keys),
+                    )
                 # When neither has the whole path, report against the file whose first key matches.
                 use_macros = in_macros or (not in_config and isinstance(macros, dict) and head in macros)
                 target, label = (macros, "macro") if use_macros else (config, "config key")

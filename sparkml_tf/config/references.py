@@ -18,7 +18,14 @@ def check_references(node: Any, keys: List[Key] = None) -> List[ConfigError]:
     keys = keys or []
     if isinstance(node, str):
         if _LOOKS_LIKE_REFERENCE.fullmatch(node) and node not in REFERENCES:
-            return [ConfigError("CONFIG_BAD_REFERENCE", f"unknown reference {node!r}: the references are {', '.join(REFERENCES)}{did_you_mean(node, REFERENCES)} (write '@{node}' for a literal string)", format_path(keys))]
+            return [
+                ConfigError(
+                    "CONFIG_BAD_REFERENCE",
+                    f"unknown reference {node!r}: "
+                    f"the references are {', '.join(REFERENCES)}{did_you_mean(node, REFERENCES)} (write '@{node}' for a literal string)",
+                    format_path(keys),
+                )
+            ]
         return []
     if isinstance(node, dict):
         return [e for k, v in node.items() for e in check_references(v, keys + [k])]

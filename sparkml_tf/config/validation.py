@@ -56,7 +56,13 @@ def _check_callable(node: Dict[str, Any], roots: Tuple[str, ...], keys: List[Key
     errors = []
     mode = node.get("eval", "call")
     if mode not in EVAL_MODES:
-        errors.append(ConfigError("CONFIG_BAD_EVAL", f"'eval' is {mode!r}; use \"call\" (build it), \"partial\" (a partial to call later) or null (keep the dict)", format_path(keys + ["eval"])))
+        errors.append(
+            ConfigError(
+                "CONFIG_BAD_EVAL",
+                f"'eval' is {mode!r}; use \"call\" (build it), \"partial\" (a partial to call later) or null (keep the dict)",
+                format_path(keys + ["eval"]),
+            )
+        )
     positional = node.get("*", [])
     if not isinstance(positional, list):
         errors.append(ConfigError("CONFIG_BAD_POSITIONAL", "'*' holds positional arguments and must be a list", format_path(keys + ["*"])))
@@ -84,7 +90,11 @@ def check_arguments(target: Any, name: str, positional: list, kwargs: Dict[str, 
     by_name = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     errors = []
     if len(positional) > len(by_position) and not takes_var_pos:
-        errors.append(ConfigError("CONFIG_TOO_MANY_POSITIONAL", f"{name} takes {len(by_position)} positional argument(s), '*' gives {len(positional)}", format_path(keys + ["*"])))
+        errors.append(
+            ConfigError(
+                "CONFIG_TOO_MANY_POSITIONAL", f"{name} takes {len(by_position)} positional argument(s), '*' gives {len(positional)}", format_path(keys + ["*"])
+            )
+        )
     filled = {p.name for p in by_position[: len(positional)]}
     hints = _type_hints(target)
     for key, value in kwargs.items():
@@ -102,7 +112,9 @@ def check_arguments(target: Any, name: str, positional: list, kwargs: Dict[str, 
     if not partial:
         for p in params:
             if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in filled and p.name != "self":
-                errors.append(ConfigError("CONFIG_MISSING_ARGUMENT", f"{name} needs '{p.name}', which the config does not give; add \"{p.name}\": ... here", path))
+                errors.append(
+                    ConfigError("CONFIG_MISSING_ARGUMENT", f"{name} needs '{p.name}', which the config does not give; add \"{p.name}\": ... here", path)
+                )
     return errors
 
 

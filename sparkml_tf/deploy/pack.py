@@ -81,7 +81,10 @@ class PackReport:
     def describe(self) -> str:
         if self.reused:
             return f"{self.path}: {self.bytes / 1e9:.2f} GB, reused (key {self.key})"
-        return f"{self.path}: {self.files} files, {self.uncompressed_bytes / 1e9:.2f} GB -> {self.bytes / 1e9:.2f} GB, packed in {self.seconds:.1f}s (key {self.key})"
+        return (
+            f"{self.path}: {self.files} files, {self.uncompressed_bytes / 1e9:.2f} GB -> {self.bytes / 1e9:.2f} GB, "
+            f"packed in {self.seconds:.1f}s (key {self.key})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- content
@@ -122,7 +125,9 @@ def dependency_closure(extras: Iterable[str] = (), paths: Optional[Sequence[str]
 
     dists = _distributions(paths or site_packages())
     if PROJECT not in dists:
-        raise PackError("PACK_PROJECT_NOT_INSTALLED", f"{PROJECT} is not installed in this environment ({sys.prefix}); run `pip install -e .` (or `make venv`) first")
+        raise PackError(
+            "PACK_PROJECT_NOT_INSTALLED", f"{PROJECT} is not installed in this environment ({sys.prefix}); run `pip install -e .` (or `make venv`) first"
+        )
     seen: Dict[str, Any] = {}
     missing: List[str] = []
     stack: List[Tuple[str, Tuple[str, ...], str]] = [(PROJECT, tuple(extras), "")]
@@ -219,7 +224,9 @@ def _interpreter() -> Dict[str, str]:
     """Where this environment's base interpreter, its libpython and its standard library are."""
     binary = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix})
+    paths = sysconfig.get_paths(
+        vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix, "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix}
+    )
     stdlib = paths["stdlib"]
     if not os.path.exists(os.path.join(stdlib, "os.py")):
         raise PackError("PACK_NO_STDLIB", f"the standard library of {binary} was not found at {stdlib}")
@@ -315,7 +322,11 @@ def _tarinfo(name: str, size: int, mode: int, mtime: float) -> tarfile.TarInfo:
 
 def _check_output(path: str) -> None:
     if not path.endswith((".tar.gz", ".tgz", ".tar")):
-        raise PackError("PACK_BAD_OUTPUT", "the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar's files)", path)
+        raise PackError(
+            "PACK_BAD_OUTPUT",
+            "the archive name must end in .tar.gz or .tgz (or .tar, for YARN only: Spark's own unpacking drops the executable bit of a plain .tar's files)",
+            path,
+        )
 
 
 def _open(path: str, compresslevel: int) -> tarfile.TarFile:
@@ -382,9 +393,19 @@ def cached_pack(cache_dir: str, extras: Iterable[str] = (), compresslevel: int =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sparkml_tf.deploy.pack", description="Pack this Python environment (interpreter included, pyspark left to the cluster) for spark-submit --archives.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sparkml_tf.deploy.pack",
+        description="Pack this Python environment (interpreter included, pyspark left to the cluster) for spark-submit --archives.",
+    )
     parser.add_argument("-o", "--output", default="sparkml_tf_env.tar.gz", help="archive path, .tar.gz (default sparkml_tf_env.tar.gz) or .tar (YARN only)")
-    parser.add_argument("--extra", dest="extras", action="append", default=[], metavar="NAME", help="also pack this extra of sparkml-tf's requirements (e.g. serving); repeatable")
+    parser.add_argument(
+        "--extra",
+        dest="extras",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also pack this extra of sparkml-tf's requirements (e.g. serving); repeatable",
+    )
     parser.add_argument("--level", type=int, default=1, help="gzip level, 1 (fast, default) to 9")
     parser.add_argument("--cache-dir", default=None, help="reuse or build the archive in this directory, keyed by content; prints its path")
     parser.add_argument("--list", action="store_true", help="print what would be packed (distributions and versions) and exit")

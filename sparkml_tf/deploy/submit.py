@@ -309,7 +309,9 @@ def _check_request(resolved: Any, target: Target) -> None:
     spark = resolved.config.get("spark") if isinstance(resolved.config, dict) else None
     config_master = spark.get("master") if isinstance(spark, dict) else None
     if config_master and config_master != target.master:
-        where = "macros.spark.master" if isinstance(resolved.raw_macros.get("spark"), dict) and "master" in resolved.raw_macros["spark"] else "config.spark.master"
+        where = (
+            "macros.spark.master" if isinstance(resolved.raw_macros.get("spark"), dict) and "master" in resolved.raw_macros["spark"] else "config.spark.master"
+        )
         errors.append(ConfigError(
             "SUBMIT_MASTER_CONFLICT",
             f"the config sets the Spark master to '{config_master}', which would replace spark-submit's --master {target.master}; "
@@ -317,9 +319,19 @@ def _check_request(resolved: Any, target: Target) -> None:
             "spark.master",
         ))
     if target.env_archive and target.kind == "local":
-        errors.append(ConfigError("SUBMIT_TARGET_INVALID", f"an environment archive needs a cluster master (yarn, spark://, k8s://); {target.master} runs this machine's Python: drop --env-archive", "env_archive"))
+        errors.append(
+            ConfigError(
+                "SUBMIT_TARGET_INVALID",
+                f"an environment archive needs a cluster master (yarn, spark://, k8s://); {target.master} runs this machine's Python: drop --env-archive",
+                "env_archive",
+            )
+        )
     if target.kind == "standalone" and target.cluster_mode:
-        errors.append(ConfigError("SUBMIT_TARGET_INVALID", "Spark standalone cannot run Python applications in cluster deploy mode; use deploy_mode client", "deploy_mode"))
+        errors.append(
+            ConfigError(
+                "SUBMIT_TARGET_INVALID", "Spark standalone cannot run Python applications in cluster deploy mode; use deploy_mode client", "deploy_mode"
+            )
+        )
     if errors:
         raise ConfigErrors(errors)
 
@@ -337,7 +349,11 @@ def _config_args(config: Any, macros: Any, target: Target):
             args.append(None)
             continue
         if not isinstance(source, str):
-            raise ConfigError("CONFIG_BAD_SOURCE", f"submit passes the {what} on to spark-submit, so it must be a path, a URL or inline JSON, got {type(source).__name__}", what)
+            raise ConfigError(
+                "CONFIG_BAD_SOURCE",
+                f"submit passes the {what} on to spark-submit, so it must be a path, a URL or inline JSON, got {type(source).__name__}",
+                what,
+            )
         inline = source.lstrip().startswith(("{", "["))
         if inline or not _is_local_file(source) or not (target.kind == "yarn" and target.cluster_mode):
             args.append(source)
@@ -438,7 +454,9 @@ def _spark_submit(target: Target, environ: Dict[str, str]) -> str:
     return shutil.which("spark-submit", path=environ.get("PATH")) or "spark-submit"
 
 
-def run_commands(commands: Sequence[StageCommand], out: TextIO = sys.stdout, err: TextIO = sys.stderr, call: Callable[[List[str]], int] = subprocess.call) -> int:
+def run_commands(
+    commands: Sequence[StageCommand], out: TextIO = sys.stdout, err: TextIO = sys.stderr, call: Callable[[List[str]], int] = subprocess.call
+) -> int:
     """Run the commands in order; stop at the first that fails and return its exit code."""
     from sparkml_tf.spark.session import check_java
 

@@ -102,9 +102,11 @@ class Pipeline(Job):
         """
         unknown = sorted(set(only) - set(self.job_names()))
         if unknown:
-            from sparkml_tf.errors import SparkmlTfError
+            from sparkml_tf.errors import ConfigError
 
-            raise SparkmlTfError("PIPELINE_UNKNOWN_JOB", f"no job named {', '.join(unknown)} in pipeline '{self.name}' (jobs: {', '.join(self.job_names())})", "--job")
+            raise ConfigError(  # a usage error: exit 2, as under submit
+                "PIPELINE_UNKNOWN_JOB", f"no job named {', '.join(unknown)} in pipeline '{self.name}' (jobs: {', '.join(self.job_names())})", "--job"
+            )
         ctx = ctx or RunContext(force=force, tracker=self.tracking, spark_config=self.spark)
         if spark is not None:
             ctx._spark = spark

@@ -35,7 +35,14 @@ def _probe(modules: List[str]):
                 found[module] = f"MISSING ({e})"
         pyspark = sys.modules.get("pyspark")  # this worker runs pyspark: where from (the cluster's pyspark.zip?)
         origin = os.path.dirname(getattr(pyspark, "__file__", "") or "")
-        yield {"host": socket.gethostname(), "python": platform.python_version(), "executable": sys.executable, "pid": os.getpid(), "pyspark_from": origin, **found}
+        yield {
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "executable": sys.executable,
+            "pid": os.getpid(),
+            "pyspark_from": origin,
+            **found,
+        }
 
     return probe
 
@@ -57,7 +64,11 @@ class CheckEnvironment(Job):
             write_json(self.output_path, reports)
         missing = sorted({f"{m} on {r['host']}" for r in reports for m in self.modules if str(r[m]).startswith("MISSING")})
         if missing:
-            raise SparkmlTfError("SPARK_EXECUTOR_ENV", f"executors lack modules: {', '.join(missing)}; install them in the executors' Python (PYSPARK_PYTHON) or ship an environment with spark-submit --archives")
+            raise SparkmlTfError(
+                "SPARK_EXECUTOR_ENV",
+                f"executors lack modules: {', '.join(missing)}; install them in the executors' Python (PYSPARK_PYTHON) "
+                "or ship an environment with spark-submit --archives",
+            )
         for report in {tuple(sorted((k, v) for k, v in r.items() if k != "pid")) for r in reports}:
             LOGGER.info("executor: %s", dict(report))
         summary = {"tasks": len(reports), "hosts": len({r["host"] for r in reports}), "python_versions": len({r["python"] for r in reports})}

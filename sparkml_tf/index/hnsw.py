@@ -68,7 +68,11 @@ def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, n
     lengths = pc.list_value_length(vector).to_numpy(zero_copy_only=False)
     dim = int(lengths[0])
     if vector.null_count or np.any(lengths != dim):
-        raise DataError("DATA_SCHEMA_MISMATCH", f"item vectors must all have the same length (found lengths {sorted(set(lengths.tolist()))[:5]} and {vector.null_count} null)", embeddings_dir)
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"item vectors must all have the same length (found lengths {sorted(set(lengths.tolist()))[:5]} and {vector.null_count} null)",
+            embeddings_dir,
+        )
     vectors = pc.list_flatten(vector).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
     ids = table.column("id").to_numpy().astype(np.int64)
     items = table.column("item").to_numpy(zero_copy_only=False).astype(object) if "item" in table.column_names else ids.astype(str).astype(object)
@@ -184,7 +188,16 @@ class HnswIndex:
         # Labels are row numbers; ``ids`` maps them to vocab ids (kept apart so any id space works).
         index.add_items(data, np.arange(count))
         index.set_ef(ef)
-        params = {"M": M, "ef_construction": ef_construction, "ef": ef, "dim": int(vectors.shape[1]), "count": int(count), "space": space, "fold_bias": bool(fold_bias), "augment": bool(augment)}
+        params = {
+            "M": M,
+            "ef_construction": ef_construction,
+            "ef": ef,
+            "dim": int(vectors.shape[1]),
+            "count": int(count),
+            "space": space,
+            "fold_bias": bool(fold_bias),
+            "augment": bool(augment),
+        }
         if space != "ip":
             params["norm2"] = norm2  # Φ², the shared squared norm: turns l2/cosine distances back into scores
         return cls(index, ids, items, params)
@@ -197,7 +210,11 @@ class HnswIndex:
         """Approximate top-``k`` by ``u · v + b``: (vocab ids int64 [n, k], scores float32 [n, k]) best first."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.params["dim"]:
-            raise DataError("DATA_SCHEMA_MISMATCH", f"queries must be [n, {self.params['dim']}] (the index's dim), got shape {vectors.shape}; were user and item embeddings made by the same model?")
+            raise DataError(
+                "DATA_SCHEMA_MISMATCH",
+                f"queries must be [n, {self.params['dim']}] (the index's dim), "
+                f"got shape {vectors.shape}; were user and item embeddings made by the same model?",
+            )
         k = min(k, self.params["count"])
         if len(vectors) == 0:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
@@ -242,7 +259,9 @@ class HnswIndex:
         with _local_dir_for_read(directory) as local:
             params_path = os.path.join(local, PARAMS_FILE)
             if not os.path.exists(params_path) or not os.path.exists(os.path.join(local, INDEX_FILE)):
-                raise DataError("DATA_NOT_FOUND", f"no hnsw index here (expected {INDEX_FILE} and {PARAMS_FILE}); run the BuildIndex job first or fix the path", directory)
+                raise DataError(
+                    "DATA_NOT_FOUND", f"no hnsw index here (expected {INDEX_FILE} and {PARAMS_FILE}); run the BuildIndex job first or fix the path", directory
+                )
             with open(params_path) as f:
                 params = json.load(f)
             dim = params["dim"] + int(params["fold_bias"]) + int(params.get("augment", False))

@@ -130,4 +130,15 @@ def swap_in(filesystem, tmp: str, final: str, attempt: str) -> None:
         delete(filesystem, old)
 
 
-__all__ = ["MARKER", "LINEAGE", "atomic_output", "is_complete", "check_location", "read_lineage", "write_lineage", "lineage_path", "clean_leftovers", "normalize"]
+__all__ = [
+    "MARKER",
+    "LINEAGE",
+    "atomic_output",
+    "is_complete",
+    "check_location",
+    "read_lineage",
+    "write_lineage",
+    "lineage_path",
+    "clean_leftovers",
+    "normalize",
+]

@@ -53,7 +53,9 @@ def check_schema(format: str, schema: Optional[Mapping[str, Any]] = None) -> Dic
     check_format(format)
     if format in ("criteo-tsv", "generated"):
         if schema and _as_schema(schema) != CRITEO_SCHEMA:
-            raise ValueError(f"format {format!r} has the fixed Criteo layout (label, I1..I13, C1..C26): leave schema null, or use parquet/csv for other columns")
+            raise ValueError(
+                f"format {format!r} has the fixed Criteo layout (label, I1..I13, C1..C26): leave schema null, or use parquet/csv for other columns"
+            )
         return {k: (list(v) if isinstance(v, list) else v) for k, v in CRITEO_SCHEMA.items()}
     if not schema:
         raise ValueError(f"format {format!r} needs a schema: {{\"label\": column, \"numeric\": [columns], \"categorical\": [columns]}}")
@@ -84,7 +86,9 @@ def _as_schema(schema: Mapping[str, Any]) -> Dict[str, Any]:
     return {"label": label, **lists}
 
 
-def read_ctr(spark, path: str, format: str = "criteo-tsv", schema: Optional[Mapping[str, Any]] = None, generator: Optional[Mapping[str, Any]] = None, seed: int = 0) -> CtrRows:
+def read_ctr(
+    spark, path: str, format: str = "criteo-tsv", schema: Optional[Mapping[str, Any]] = None, generator: Optional[Mapping[str, Any]] = None, seed: int = 0
+) -> CtrRows:
     """Read CTR rows (see the module doc). ``generator``: keyword arguments of ``generate_ctr``
     for ``generated`` (``seed`` defaults to ``seed``).
 
@@ -146,7 +150,11 @@ def _declared(spark, path: str, format: str, schema: Dict[str, Any]):
     types = {f.name: f.dataType for f in frame.schema.fields}
     nested = [c for c in wanted if isinstance(types[c], (T.ArrayType, T.MapType, T.StructType, T.BinaryType))]
     if nested:
-        raise DataError("DATA_SCHEMA_MISMATCH", f"column(s) {', '.join(nested)} are not plain values ({', '.join(types[c].simpleString() for c in nested)}); declare only number or string columns", path)
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"column(s) {', '.join(nested)} are not plain values ({', '.join(types[c].simpleString() for c in nested)}); declare only number or string columns",
+            path,
+        )
     return _typed(frame, schema, None, types)
 
 

@@ -98,7 +98,10 @@ def export_ctr_model(
     sizes = index.sizes()
     trained = getattr(net, "sizes", None)
     if trained is not None and dict(trained) != sizes:
-        raise DataError("DATA_SCHEMA_MISMATCH", f"the model takes inputs {dict(trained)} but the feature index gives {sizes}; export with the index the model was trained on")
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"the model takes inputs {dict(trained)} but the feature index gives {sizes}; export with the index the model was trained on",
+        )
     # A plain (undistributed) copy: saving distributed variables would need every worker to save.
     plain = spec.build(sizes)
     copy_weights(plain, net)

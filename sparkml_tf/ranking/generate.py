@@ -73,7 +73,9 @@ class CtrWorld:
             # A third of the fields carry no signal, as many Criteo fields barely do.
             scale = 0.0 if k % 3 == 2 else main_strength * rng.uniform(0.3, 1.0)
             self.effects[name] = rng.normal(0.0, scale, size) if scale else np.zeros(size)
-        self.cross_effects = {pair: rng.normal(0.0, cross_strength, (self.cardinalities[_c(pair[0])], self.cardinalities[_c(pair[1])])) for pair in HIDDEN_CROSSES}
+        self.cross_effects = {
+            pair: rng.normal(0.0, cross_strength, (self.cardinalities[_c(pair[0])], self.cardinalities[_c(pair[1])])) for pair in HIDDEN_CROSSES
+        }
         self.count_mu = rng.uniform(0.0, 3.0, len(NUMERIC_FIELDS))
         self.count_sigma = rng.uniform(0.5, 1.5, len(NUMERIC_FIELDS))
         self.numeric_effects = rng.normal(0.0, numeric_strength, len(NUMERIC_FIELDS))

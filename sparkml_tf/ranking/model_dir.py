@@ -118,7 +118,9 @@ def load_model_dir(model_dir: str, spec: Any) -> LoadedModel:
     from sparkml_tf.ranking.features.feature_index import FeatureIndex
 
     if not is_complete(model_dir):
-        raise DataError("MODEL_NOT_FOUND", "the model directory is missing or was not written to completion; run the TrainCtr job first, or fix model_dir", model_dir)
+        raise DataError(
+            "MODEL_NOT_FOUND", "the model directory is missing or was not written to completion; run the TrainCtr job first, or fix model_dir", model_dir
+        )
     info = read_json(model_dir, "model.json")
     feature_index = FeatureIndex.load(model_feature_index(model_dir))
     if feature_index.sizes() != info["sizes"]:

@@ -47,9 +47,18 @@ def check_ctr_signature(fn, index, model_path: str = "") -> None:
         spec = inputs.get(name)
         ok = spec is not None and spec.dtype.name == dtype and spec.shape.rank == 2 and spec.shape[1] in (None, width)
         if not ok:
-            raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must take {name}: {dtype} [batch, {width}] (widths from assets/feature_index.json), but takes {have}; export the model and its feature index together with export_ctr_model", model_path)
+            raise DataError(
+                "MODEL_SIGNATURE_MISMATCH",
+                f"serving_default must take {name}: {dtype} [batch, {width}] (widths from assets/feature_index.json), "
+                f"but takes {have}; export the model and its feature index together with export_ctr_model",
+                model_path,
+            )
     if "probability" not in fn.structured_outputs:
-        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default must return 'probability', but returns {sorted(fn.structured_outputs)}; export the model with export_ctr_model", model_path)
+        raise DataError(
+            "MODEL_SIGNATURE_MISMATCH",
+            f"serving_default must return 'probability', but returns {sorted(fn.structured_outputs)}; export the model with export_ctr_model",
+            model_path,
+        )
 
 
 def predict_probability(fn, features: Dict[str, np.ndarray], batch_size: int) -> np.ndarray:
@@ -66,7 +75,9 @@ def predict_probability(fn, features: Dict[str, np.ndarray], batch_size: int) ->
             dense=tf.constant(features["dense"][start:stop], tf.float32),
         )["probability"].numpy().reshape(-1)
         if got.shape[0] != stop - start:
-            raise DataError("MODEL_BAD_OUTPUT", f"the model returned {got.shape[0]} probabilities for {stop - start} rows; 'probability' must be float32 [batch]")
+            raise DataError(
+                "MODEL_BAD_OUTPUT", f"the model returned {got.shape[0]} probabilities for {stop - start} rows; 'probability' must be float32 [batch]"
+            )
         out[start:stop] = got
     return out
 
@@ -91,7 +102,9 @@ def row_problems(frame, encoder, id_columns: Sequence[str]) -> Tuple[np.ndarray,
     return ok, ["; ".join(r) or None for r in reasons]
 
 
-def make_score_fn(cache_key: str, model_path: str, model_version: str, id_columns: Sequence[str], batch_size: int, threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
+def make_score_fn(
+    cache_key: str, model_path: str, model_version: str, id_columns: Sequence[str], batch_size: int, threads: int = 1
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The ``mapInPandas`` function: raw candidate rows -> (ids..., probability, model_version)
     for the rows that pass :func:`row_problems` (the others go to the quarantine pass)."""
     id_columns = [str(c) for c in id_columns]
@@ -164,7 +177,11 @@ def dense_matrix(array, width: int) -> np.ndarray:
 
 
 def _width_error(what: str, width: int, lengths, nulls: int) -> DataError:
-    return DataError("DATA_SCHEMA_MISMATCH", f"every {what} must be a list of {width} values (the feature index's width), found {nulls} null(s) and lengths {lengths}; rebuild the encoded dataset with the exported model's feature index")
+    return DataError(
+        "DATA_SCHEMA_MISMATCH",
+        f"every {what} must be a list of {width} values (the feature index's width), found {nulls} null(s) "
+        f"and lengths {lengths}; rebuild the encoded dataset with the exported model's feature index",
+    )
 
 
 def make_encoded_score_fn(cache_key: str, model_path: str, batch_size: int, threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:

@@ -71,18 +71,30 @@ class Scorer:
     ):
         sizes = sorted({int(b) for b in batch_sizes}) if all(isinstance(b, int) and not isinstance(b, bool) for b in batch_sizes) else []
         if not sizes or sizes[0] < 1:
-            raise ConfigError("CONFIG_BAD_VALUE", f"batch_sizes must be positive whole numbers (the request batch sizes to warm up), got {list(batch_sizes)}", "batch_sizes")
+            raise ConfigError(
+                "CONFIG_BAD_VALUE", f"batch_sizes must be positive whole numbers (the request batch sizes to warm up), got {list(batch_sizes)}", "batch_sizes"
+            )
         if poll_seconds is not None and poll_seconds < 0:
             raise ConfigError("CONFIG_BAD_VALUE", f"poll_seconds must be >= 0 (0 or None: no poller, call refresh()), got {poll_seconds}", "poll_seconds")
         if load_switch_interval is not None and load_switch_interval <= 0:
-            raise ConfigError("CONFIG_BAD_VALUE", f"load_switch_interval must be > 0 seconds, or None to leave the interpreter's alone, got {load_switch_interval}", "load_switch_interval")
+            raise ConfigError(
+                "CONFIG_BAD_VALUE",
+                f"load_switch_interval must be > 0 seconds, or None to leave the interpreter's alone, got {load_switch_interval}",
+                "load_switch_interval",
+            )
         if tf_threads is not None and (not isinstance(tf_threads, int) or tf_threads < 1):
-            raise ConfigError("CONFIG_BAD_VALUE", f"tf_threads must be a positive whole number (or None: TensorFlow's default), got {tf_threads!r}", "tf_threads")
+            raise ConfigError(
+                "CONFIG_BAD_VALUE", f"tf_threads must be a positive whole number (or None: TensorFlow's default), got {tf_threads!r}", "tf_threads"
+            )
         if tf_threads is not None:
             from sparkml_tf.spark.executor import configure_tf_threads
 
             if not configure_tf_threads(tf_threads):
-                LOGGER.warning("TensorFlow already runs in this process, so tf_threads=%s cannot change its thread pools; create the Scorer before anything else uses TensorFlow", tf_threads)
+                LOGGER.warning(
+                    "TensorFlow already runs in this process, so tf_threads=%s cannot change its thread pools; "
+                    "create the Scorer before anything else uses TensorFlow",
+                    tf_threads,
+                )
         self.export_dir = export_dir.rstrip("/")
         self.xla = bool(xla)
         self.poll_seconds = poll_seconds
@@ -119,10 +131,19 @@ class Scorer:
         arrays = (np.asarray(deep_ids, np.int64), np.asarray(wide_ids, np.int64), np.asarray(dense, np.float32))
         for name, array, width in zip(("deep_ids", "wide_ids", "dense"), arrays, servable.widths):
             if array.ndim != 2 or array.shape[1] != width or array.shape[0] != arrays[0].shape[0]:
-                raise DataError("DATA_SCHEMA_MISMATCH", f"{name} has shape {array.shape}, expected [{arrays[0].shape[0]}, {width}] (model version {servable.version}); encode rows with its feature index or call score()", servable.path)
+                raise DataError(
+                    "DATA_SCHEMA_MISMATCH",
+                    f"{name} has shape {array.shape}, expected [{arrays[0].shape[0]}, {width}] (model version {servable.version}); "
+                    "encode rows with its feature index or call score()",
+                    servable.path,
+                )
         for name, array, size in zip(("deep_ids", "wide_ids"), arrays, servable.id_limits):
             if array.size and (array.min() < 0 or array.max() >= size):
-                raise DataError("DATA_BAD_ROWS", f"{name} holds ids outside [0, {size}) of model version {servable.version}; ids must come from its feature index (Encoder.encode)", servable.path)
+                raise DataError(
+                    "DATA_BAD_ROWS",
+                    f"{name} holds ids outside [0, {size}) of model version {servable.version}; ids must come from its feature index (Encoder.encode)",
+                    servable.path,
+                )
         return servable.predict(*arrays)
 
     def _current(self):
@@ -174,7 +195,11 @@ class Scorer:
     def _load_initial(self):
         versions = sorted(list_versions(self.export_dir), reverse=True)
         if not versions:
-            raise DataError("MODEL_NOT_FOUND", "no complete model version (a <version>/ directory holding a SavedModel) under the export directory; run the export stage or fix export_dir", self.export_dir)
+            raise DataError(
+                "MODEL_NOT_FOUND",
+                "no complete model version (a <version>/ directory holding a SavedModel) under the export directory; run the export stage or fix export_dir",
+                self.export_dir,
+            )
         first_error = None
         for version in versions:  # newest first; an older good version serves when the newest is broken
             servable = self._try_load(version)
@@ -193,7 +218,11 @@ class Scorer:
         except Exception as e:
             error = e
             if not isinstance(e, SparkmlTfError):
-                error = ServingError("MODEL_LOAD_FAILED", f"loading the version failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); fix or remove it, then export a new version", path)
+                error = ServingError(
+                    "MODEL_LOAD_FAILED",
+                    f"loading the version failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); fix or remove it, then export a new version",
+                    path,
+                )
                 error.__cause__ = e
             self._failed[version] = error.format()
             self._counts["failed_loads"] += 1
@@ -210,7 +239,13 @@ class Scorer:
             try:
                 self.refresh()
             except Exception as e:  # listing export_dir failed (a flaky filesystem): keep serving, try again next poll
-                self.last_error = e if isinstance(e, SparkmlTfError) else ServingError("MODEL_POLL_FAILED", f"looking for new versions failed ({type(e).__name__}: {e}); the current version keeps serving", self.export_dir)
+                self.last_error = (
+                    e
+                    if isinstance(e, SparkmlTfError)
+                    else ServingError(
+                        "MODEL_POLL_FAILED", f"looking for new versions failed ({type(e).__name__}: {e}); the current version keeps serving", self.export_dir
+                    )
+                )
                 LOGGER.error("polling %s failed", self.export_dir, exc_info=e)
 
     # ------------------------------------------------------------------ lifecycle

@@ -86,11 +86,17 @@ def load_servable(path: str, version: int, xla: bool = False, batch_sizes: Seque
     start = time.perf_counter()
     index_path = export_feature_index(path)
     if not tf.io.gfile.exists(index_path):
-        raise DataError("MODEL_BAD_EXPORT", f"the version has no {index_path}, which the scorer needs to encode raw rows; export it with export_ctr_model", path)
+        raise DataError(
+            "MODEL_BAD_EXPORT", f"the version has no {index_path}, which the scorer needs to encode raw rows; export it with export_ctr_model", path
+        )
     feature_index = FeatureIndex.load(index_path)
     loaded = tf.saved_model.load(path)
     if "serving_default" not in loaded.signatures:
-        raise DataError("MODEL_SIGNATURE_MISMATCH", f"the SavedModel has no 'serving_default' signature (it has {sorted(loaded.signatures)}); export it with export_ctr_model", path)
+        raise DataError(
+            "MODEL_SIGNATURE_MISMATCH",
+            f"the SavedModel has no 'serving_default' signature (it has {sorted(loaded.signatures)}); export it with export_ctr_model",
+            path,
+        )
     signature = loaded.signatures["serving_default"]
     widths = {"deep_ids": feature_index.num_deep, "wide_ids": feature_index.num_wide, "dense": feature_index.num_dense}
     check_signature(signature, widths, path)
@@ -146,14 +152,21 @@ def check_signature(signature, widths: Dict[str, int], path: str) -> None:
         if spec is None:
             problems.append(f"no input '{name}'")
         elif spec.dtype.as_numpy_dtype != dtype or spec.shape.rank != 2 or spec.shape[1] not in (None, widths[name]):
-            problems.append(f"'{name}' is {spec.dtype.name}{spec.shape.as_list() if spec.shape.rank is not None else '[?]'}, expected {np.dtype(dtype).name}[None, {widths[name]}]")
+            problems.append(
+                f"'{name}' is {spec.dtype.name}{spec.shape.as_list() if spec.shape.rank is not None else '[?]'}, "
+                f"expected {np.dtype(dtype).name}[None, {widths[name]}]"
+            )
     extra = sorted(set(inputs) - {name for name, _ in INPUTS})
     if extra:
         problems.append(f"unexpected input(s) {extra}")
     if "probability" not in signature.structured_outputs:
         problems.append(f"no 'probability' output (outputs: {sorted(signature.structured_outputs)})")
     if problems:
-        raise DataError("MODEL_SIGNATURE_MISMATCH", f"serving_default does not match the feature index in assets/feature_index.json: {'; '.join(problems)}; re-export the model with export_ctr_model", path)
+        raise DataError(
+            "MODEL_SIGNATURE_MISMATCH",
+            f"serving_default does not match the feature index in assets/feature_index.json: {'; '.join(problems)}; re-export the model with export_ctr_model",
+            path,
+        )
 
 
 def make_public_call(fn) -> Callable:
@@ -230,7 +243,11 @@ def read_warmup_requests(file: str, path: str) -> List[Tuple[np.ndarray, np.ndar
     try:
         from tensorflow_serving.apis import prediction_log_pb2
     except ImportError:
-        LOGGER.warning("tensorflow-serving-api is not installed, so %s/%s is not replayed (install sparkml-tf[serving]); warming up with synthetic batches only", path, WARMUP_FILE)
+        LOGGER.warning(
+            "tensorflow-serving-api is not installed, so %s/%s is not replayed (install sparkml-tf[serving]); warming up with synthetic batches only",
+            path,
+            WARMUP_FILE,
+        )
         return []
     batches = []
     for record in tf.data.TFRecordDataset(file).take(MAX_WARMUP_RECORDS):
@@ -238,6 +255,10 @@ def read_warmup_requests(file: str, path: str) -> List[Tuple[np.ndarray, np.ndar
         inputs = log.predict_log.request.inputs
         missing = [name for name, _ in INPUTS if name not in inputs]
         if missing:
-            raise DataError("MODEL_BAD_EXPORT", f"a warm-up request lacks input(s) {missing}; its PredictionLog must carry deep_ids, wide_ids and dense (re-export with export_ctr_model)", file)
+            raise DataError(
+                "MODEL_BAD_EXPORT",
+                f"a warm-up request lacks input(s) {missing}; its PredictionLog must carry deep_ids, wide_ids and dense (re-export with export_ctr_model)",
+                file,
+            )
         batches.append(tuple(np.asarray(tf.make_ndarray(inputs[name]), dtype) for name, dtype in INPUTS))
     return batches

@@ -31,7 +31,7 @@ def check_format(format: str) -> None:
     if format not in FORMATS:
         valid = ", ".join(sorted(FORMATS))
         raise DataError(
-            "DATA_UNKNOWN_FORMAT", f"unknown ratings format {format!r}; valid formats are {valid} (or 'generated' for synthetic data)", "dataset.format"
+            "DATA_UNKNOWN_FORMAT", f"unknown ratings format {format!r}; valid formats are {valid} (or 'generated' for synthetic data)", "format"
         )
 
 

@@ -67,7 +67,11 @@ def latest_version(export_dir: str) -> str:
         return export_dir
     versions = list_versions(export_dir)
     if not versions:
-        raise DataError("MODEL_NOT_FOUND", "no SavedModel version directory (an integer name such as 1/) found; run the training (or export) job first or fix export_dir", export_dir)
+        raise DataError(
+            "MODEL_NOT_FOUND",
+            "no SavedModel version directory (an integer name such as 1/) found; run the training (or export) job first or fix export_dir",
+            export_dir,
+        )
     return version_path(export_dir, versions[-1])
 
 

@@ -38,7 +38,9 @@ def cached(kind: str, token: str, path: str, load: Callable[[], Any]) -> Any:
         return _CACHE[key]
 
 
-def load_saved_model(token: str, model_path: str, signature: str = "serving_default", threads: int = 0, freeze: bool = False, check: Optional[Callable[[Any], None]] = None) -> Callable:
+def load_saved_model(
+    token: str, model_path: str, signature: str = "serving_default", threads: int = 0, freeze: bool = False, check: Optional[Callable[[Any], None]] = None
+) -> Callable:
     """The SavedModel's ``signature`` function, loaded once per Python worker (see :func:`cached`).
 
     ``threads``: TensorFlow pool size, set before TF's runtime starts (0 = TF's default); Spark already
@@ -53,7 +55,11 @@ def load_saved_model(token: str, model_path: str, signature: str = "serving_defa
         configure_tf_threads(threads)
         loaded = tf.saved_model.load(model_path)
         if signature not in loaded.signatures:
-            raise DataError("MODEL_SIGNATURE_MISMATCH", f"the SavedModel has no '{signature}' signature (it has {sorted(loaded.signatures)}); export it with one", model_path)
+            raise DataError(
+                "MODEL_SIGNATURE_MISMATCH",
+                f"the SavedModel has no '{signature}' signature (it has {sorted(loaded.signatures)}); export it with one",
+                model_path,
+            )
         fn = loaded.signatures[signature]
         if check is not None:
             check(fn)
@@ -166,6 +172,10 @@ def matrix_from_list_array(array, what: str = "vector") -> np.ndarray:
     lengths = pc.list_value_length(array)
     distinct = pc.unique(lengths.drop_null()).to_pylist()
     if array.null_count or len(distinct) != 1:
-        raise DataError("DATA_SCHEMA_MISMATCH", f"every {what} must be a non-null list of one length (found {array.null_count} null, lengths {sorted(distinct)[:5]}); were all embeddings made by the same model?")
+        raise DataError(
+            "DATA_SCHEMA_MISMATCH",
+            f"every {what} must be a non-null list of one length (found {array.null_count} null, "
+            f"lengths {sorted(distinct)[:5]}); were all embeddings made by the same model?",
+        )
     lengths = lengths.to_numpy()
     return pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(array), int(lengths[0]))

@@ -45,5 +45,7 @@ class RecordingTracker(Tracker):
         self.calls.append(("figure", artifact_file))
         self.figures.append(artifact_file)
 
-    def log_child_run(self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None) -> None:
+    def log_child_run(
+        self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None
+    ) -> None:
         self.calls.append(("child", run_name, dict(params), list(history), status, dict(tags or {})))

@@ -29,7 +29,9 @@ class Tracker:
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         pass
 
-    def log_child_run(self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None) -> None:
+    def log_child_run(
+        self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None
+    ) -> None:
         """A finished child of the current run (a search trial): its params, its metrics by step
         (each ``history`` entry holds a ``step`` and metric values), its status and tags."""
 

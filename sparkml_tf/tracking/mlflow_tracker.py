@@ -136,8 +136,9 @@ class MLflowTracker(Tracker):
 
         self._guard(f"log figure {artifact_file}", mlflow.log_figure, figure, artifact_file)
 
-
-    def log_child_run(self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None) -> None:
+    def log_child_run(
+        self, run_name: str, params: Dict[str, Any], history: List[Dict[str, float]], status: str = "FINISHED", tags: Optional[Dict[str, str]] = None
+    ) -> None:
         import mlflow
 
         def _child():

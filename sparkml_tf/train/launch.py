@@ -18,7 +18,8 @@ SPEC_KEYS = ("model", "loss")
 
 
 def check_subconfigs(**subconfigs: Any) -> None:
-    """Model and loss specs travel to the workers unbuilt: each must be a raw ``"type"`` dict."""
+    """Model and loss specs stay raw sub-configs (a ``"type"`` dict) until training starts; each is
+    built once here, so a refused setting is reported when the config is validated."""
     for key, value in subconfigs.items():
         if value is not None and not (isinstance(value, dict) and "type" in value):
             raise SparkmlTfError(
@@ -26,6 +27,7 @@ def check_subconfigs(**subconfigs: Any) -> None:
                 f"{key} must be a raw sub-config with a \"type\" and \"eval\": null (built for the workers by the launcher), got {type(value).__name__}",
                 key,
             )
+    build_specs({k: v for k, v in subconfigs.items() if v is not None}, keys=list(subconfigs))
 
 
 def check_launcher(launcher: str) -> None:
@@ -46,7 +48,9 @@ def prepare_checkpoints(checkpoint_dir: str, force: bool, fingerprint: Optional[
     moved = None
     if exists(filesystem, local):
         previous = (read_lineage(checkpoint_dir) or {}).get("fingerprint")
-        why = "--force" if force else (f"they were written for other settings or inputs ({previous} != {fingerprint})" if fingerprint and previous and previous != fingerprint else None)
+        why = "--force" if force else None
+        if not force and fingerprint and previous and previous != fingerprint:
+            why = f"they were written for other settings or inputs ({previous} != {fingerprint})"
         if why:
             moved = f"{local.rstrip('/')}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
             filesystem.move(local, moved)
@@ -88,7 +92,10 @@ def launch(ctx: Any, launcher_name: str, num_workers: int, worker: Callable[[Dic
     return launcher.run(worker, build_specs(settings))
 
 
-def training_curves(history: List[Dict[str, Any]], panels: Sequence[Tuple[str, str, str]] = (("loss", "training loss", "tab:blue"), ("val_ndcg@100", "validation NDCG@100", "tab:green"))):
+CURVES = (("loss", "training loss", "tab:blue"), ("val_ndcg@100", "validation NDCG@100", "tab:green"))
+
+
+def training_curves(history: List[Dict[str, Any]], panels: Sequence[Tuple[str, str, str]] = CURVES):
     """One plot per ``(history key, title, color)`` of ``panels`` against the epoch, side by side."""
     # A bare Figure (Agg canvas), not pyplot: no global backend or figure state in a library.
     from matplotlib.figure import Figure

@@ -26,8 +26,8 @@ import time
 from typing import Any, Dict, List, Optional, Protocol
 
 from sparkml_tf.errors import DataError, SparkmlTfError
-from sparkml_tf.train.schedule import Schedule, keras_schedule, plan
 from sparkml_tf.spark.executor import configure_tf_threads
+from sparkml_tf.train.schedule import Schedule, keras_schedule, plan
 
 
 class LoopTask(Protocol):
@@ -282,7 +282,8 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
         )
         if is_chief:  # every rank computes the same numbers; one copy is enough
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            log(rank, f"evaluation {epoch + 1}/{schedule.num_evaluations} (step {int(step)}/{schedule.max_steps}): loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
+            where = f"evaluation {epoch + 1}/{schedule.num_evaluations} (step {int(step)}/{schedule.max_steps})"
+            log(rank, f"{where}: loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
         save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
         manager.save(checkpoint_number=int(step))
         stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps

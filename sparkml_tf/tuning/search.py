@@ -80,7 +80,9 @@ class Tune(Job):
         jobs = {getattr(j, "name", ""): j for j in getattr(pipeline, "jobs", [])}
         job = jobs.get(self.train_job)
         if job is None or not hasattr(job, "worker"):
-            raise ConfigError("TUNE_NO_TRAIN_JOB", f"the config has no training job named '{self.train_job}' (jobs: {', '.join(jobs)}); set train_job", "train_job")
+            raise ConfigError(
+                "TUNE_NO_TRAIN_JOB", f"the config has no training job named '{self.train_job}' (jobs: {', '.join(jobs)}); set train_job", "train_job"
+            )
         return job
 
     def trial_settings(self, number: int, params: Dict[str, Any]) -> Dict[str, Any]:
@@ -120,8 +122,12 @@ class Tune(Job):
         schedule = plan(int(stats["num_train_examples"]), 1, settings)
         rungs = max(1, math.ceil(math.log(self.trials, self.eta)))
         budgets = [max(1, int(schedule.max_steps * self.eta ** (r - rungs))) for r in range(rungs)] + [None]
-        LOGGER.info("%s: %d trials, rungs at steps %s of %d (eta %d), %d at a time", self.name, self.trials, budgets[:-1], schedule.max_steps, self.eta, self.parallelism)
-        ctx.tracker.log_params({f"{self.name}.{k}": v for k, v in {"trials": self.trials, "eta": self.eta, "space": self.space, "train_job": self.train_job, "rungs": budgets[:-1]}.items()})
+        LOGGER.info(
+            "%s: %d trials, rungs at steps %s of %d (eta %d), %d at a time",
+            self.name, self.trials, budgets[:-1], schedule.max_steps, self.eta, self.parallelism,
+        )
+        params = {"trials": self.trials, "eta": self.eta, "space": self.space, "train_job": self.train_job, "rungs": budgets[:-1]}
+        ctx.tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
 
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed))
         dists = distributions(self.space)
@@ -222,7 +228,8 @@ class Tune(Job):
         if error:
             tags["error"] = error[:4000]
         params = {**record["params"], **({"best_value": record["value"]} if record["value"] is not None else {})}
-        ctx.tracker.log_child_run(f"{self.name}-trial-{record['number']}", params, record["history"], status=state if state != "PRUNED" else "KILLED", tags=tags)
+        status = state if state != "PRUNED" else "KILLED"
+        ctx.tracker.log_child_run(f"{self.name}-trial-{record['number']}", params, record["history"], status=status, tags=tags)
 
     def _report(self, ctx: RunContext, study, records: List[Dict[str, Any]], metric: str) -> Dict[str, Any]:
         from sparkml_tf.config.overrides import apply_overrides
@@ -232,7 +239,9 @@ class Tune(Job):
         table = [{k: r.get(k) for k in ("number", "params", "state", "value", "steps", "error")} for r in records]
         write_json(f"{self.output_dir}/trials.json", table)
         if not done:
-            raise DataError("TUNE_NO_TRIAL_FINISHED", f"none of the {len(records)} trials finished; see {self.output_dir}/trials.json for their errors", self.output_dir)
+            raise DataError(
+                "TUNE_NO_TRIAL_FINISHED", f"none of the {len(records)} trials finished; see {self.output_dir}/trials.json for their errors", self.output_dir
+            )
         best = max(done, key=lambda r: r["value"])
         raw = self._resolve()
         overrides = [f"{key}={json.dumps(value)}" for key, value in best["params"].items()]
@@ -250,9 +259,13 @@ class Tune(Job):
             "pruned": sum(r["state"] == "PRUNED" for r in records),
             "failed": sum(r["state"] == "FAILED" for r in records),
         }
-        ctx.tracker.log_metrics({f"best_{metric}": best["value"], "trials_finished": len(done), "trials_pruned": summary["pruned"], "trials_failed": summary["failed"]})
+        counts = {"trials_finished": len(done), "trials_pruned": summary["pruned"], "trials_failed": summary["failed"]}
+        ctx.tracker.log_metrics({f"best_{metric}": best["value"], **counts})
         ctx.tracker.log_params({f"{self.name}.best.{k}": v for k, v in best["params"].items()})
         if "://" not in path and os.path.exists(path):
             ctx.tracker.log_artifact(path, "tune")
-        LOGGER.info("%s: best trial %d, %s %.4f, params %s; run it with: sparkml-tf run CONFIG %s", self.name, best["number"], metric, best["value"], best["params"], path)
+        LOGGER.info(
+            "%s: best trial %d, %s %.4f, params %s; run it with: sparkml-tf run CONFIG %s",
+            self.name, best["number"], metric, best["value"], best["params"], path,
+        )
         return summary

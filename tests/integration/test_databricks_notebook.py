@@ -59,7 +59,9 @@ def parameters_cell(nbformat, run_dir, db):
 
 
 def printed(nb):
-    return "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "stream" and out.name == "stdout")
+    return "".join(
+        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs if out.output_type == "stream" and out.name == "stdout"
+    )
 
 
 @pytest.mark.slow

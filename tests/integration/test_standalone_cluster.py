@@ -232,7 +232,10 @@ def executor_jvms(executor_dir):
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(executor_dir) and b"CoarseGrainedExecutorBackend" in open(f"/proc/{pid}/cmdline", "rb").read():
+            if (
+                os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(executor_dir)
+                and b"CoarseGrainedExecutorBackend" in open(f"/proc/{pid}/cmdline", "rb").read()
+            ):
                 found.append(int(pid))
         except OSError:
             pass

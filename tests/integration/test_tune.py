@@ -19,7 +19,10 @@ def test_two_trials_then_a_failed_one(spark, repo_root, tmp_path):
     config = os.path.join(repo_root, "conf/smoke/config.json")
     macros = os.path.join(repo_root, "conf/smoke/macros.json")
     overrides = [f"paths.run_dir={tmp_path}/run", "train.epochs=2"]
-    space = {"model.embedding_dim": {"type": "categorical", "choices": [4, 8, 0]}, "train.learning_rate": {"type": "float", "low": 0.003, "high": 0.03, "log": True}}
+    space = {
+        "model.embedding_dim": {"type": "categorical", "choices": [4, 8, 0]},
+        "train.learning_rate": {"type": "float", "low": 0.003, "high": 0.03, "log": True},
+    }
     db = f"sqlite:///{tmp_path}/mlruns.db"
     tune = Tune(
         config, space, str(tmp_path / "tune"), macros=macros, overrides=overrides, trials=3, parallelism=2, seed=0,

@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from sparkml_tf.io import filesystems
 from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.io import filesystems
 from sparkml_tf.io.filesystems import delete, exists, normalize, read_json, read_text, resolve, uri_for, write_json, write_text
 
 

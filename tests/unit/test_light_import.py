@@ -16,7 +16,9 @@ def heavy_modules_after(code: str):
 
 
 def test_import_is_light():
-    assert heavy_modules_after("import sparkml_tf, sparkml_tf.engine, sparkml_tf.retrieval, sparkml_tf.ranking, sparkml_tf.config, sparkml_tf.spark, sparkml_tf.tracking") == []
+    assert heavy_modules_after(
+        "import sparkml_tf, sparkml_tf.engine, sparkml_tf.retrieval, sparkml_tf.ranking, sparkml_tf.config, sparkml_tf.spark, sparkml_tf.tracking"
+    ) == []
 
 
 def test_validating_every_shipped_config_is_light():

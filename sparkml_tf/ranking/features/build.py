@@ -42,7 +42,9 @@ def build_feature_index(
     fields: List[Dict[str, Any]] = [{"name": n, "kind": NUMERIC, "boundaries": boundaries[n]} for n in numeric]
     fields += [{"name": n, "kind": CATEGORICAL, "vocab": vocabs[n]} for n in categorical]
     index = FeatureIndex(fields, crosses)
-    LOGGER.info("feature index %s: %d fields, %d crosses, deep_size %d, wide_size %d", index.version, index.num_deep, len(crosses), index.deep_size, index.wide_size)
+    LOGGER.info(
+        "feature index %s: %d fields, %d crosses, deep_size %d, wide_size %d", index.version, index.num_deep, len(crosses), index.deep_size, index.wide_size
+    )
     return index
 
 

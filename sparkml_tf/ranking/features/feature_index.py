@@ -218,7 +218,9 @@ class FeatureIndex:
         return isinstance(other, FeatureIndex) and other.fields == self.fields and other.crosses == self.crosses
 
     def __repr__(self) -> str:
-        return f"FeatureIndex(version={self.version}, fields={self.num_deep}, crosses={len(self.crosses)}, deep_size={self.deep_size}, wide_size={self.wide_size})"
+        return (
+            f"FeatureIndex(version={self.version}, fields={self.num_deep}, crosses={len(self.crosses)}, deep_size={self.deep_size}, wide_size={self.wide_size})"
+        )
 
 
 IndexLike = Union[FeatureIndex, Mapping[str, Any]]

@@ -157,14 +157,25 @@ class BuildCtrDataset(Job):
             encode = batch_encoder(index.to_dict(), self.schema["label"], ("split",))
             splits.select(*schema_columns(self.schema), "split").mapInArrow(encode, encoded_schema()).write.parquet(staged.encoded)
             encoded = spark.read.parquet(staged.encoded)
-            per_split = {r["split"]: (int(r["n"]), float(r["clicks"])) for r in encoded.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()}
+            per_split = {
+                r["split"]: (int(r["n"]), float(r["clicks"]))
+                for r in encoded.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()
+            }
             if per_split.get("train", (0, 0))[0] == 0:
-                raise DataError("DATA_EMPTY", f"the train split is empty ({rows.counts['rows.kept']} rows read); give more rows or lower validation/test_fraction", self.path or self.format)
+                raise DataError(
+                    "DATA_EMPTY",
+                    f"the train split is empty ({rows.counts['rows.kept']} rows read); give more rows or lower validation/test_fraction",
+                    self.path or self.format,
+                )
             for split in TFRECORD_SPLITS:
                 ctx.describe(f"{self.name}: write {split} tfrecord")
                 written = self._write_tfrecords(encoded.where(F.col("split") == split), staged.tfrecord_dir(split))
                 if written != per_split.get(split, (0, 0))[0]:
-                    raise DataError("DATA_SHARDS_MISSING", f"wrote {written} {split} records but the split has {per_split.get(split, (0, 0))[0]} rows; rerun", staged.tfrecord_dir(split))
+                    raise DataError(
+                        "DATA_SHARDS_MISSING",
+                        f"wrote {written} {split} records but the split has {per_split.get(split, (0, 0))[0]} rows; rerun",
+                        staged.tfrecord_dir(split),
+                    )
             stats = {
                 "task": CtrDataset.task,
                 **{f"num_{s}_examples": per_split.get(s, (0, 0))[0] for s in SPLITS},
@@ -184,7 +195,9 @@ class BuildCtrDataset(Job):
     def _write_tfrecords(self, frame, directory: str) -> int:
         from sparkml_tf.ranking.encode_remote import RESULT_SCHEMA, shard_writer
 
-        written = frame.select("label", "deep_ids", "wide_ids", "dense").repartition(self.num_shards).mapInArrow(shard_writer(directory), RESULT_SCHEMA).collect()
+        written = (
+            frame.select("label", "deep_ids", "wide_ids", "dense").repartition(self.num_shards).mapInArrow(shard_writer(directory), RESULT_SCHEMA).collect()
+        )
         shards = sorted(int(r["shard"]) for r in written)
         if shards != list(range(self.num_shards)):
             raise DataError(

@@ -59,7 +59,9 @@ class EvaluateCtr(Job):
         if unknown:
             raise ConfigError("CONFIG_BAD_VALUE", f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}", "baselines")
         if batch_size <= 0 or lr_max_iter <= 0 or lr_reg_param < 0:
-            raise ConfigError("CONFIG_BAD_VALUE", f"batch_size and lr_max_iter must be positive and lr_reg_param >= 0, got {batch_size}, {lr_max_iter}, {lr_reg_param}")
+            raise ConfigError(
+                "CONFIG_BAD_VALUE", f"batch_size and lr_max_iter must be positive and lr_reg_param >= 0, got {batch_size}, {lr_max_iter}, {lr_reg_param}"
+            )
         self.dataset_dir = dataset_dir
         self.export_dir = export_dir
         self.output_path = output_path
@@ -92,7 +94,14 @@ class EvaluateCtr(Job):
         for baseline in self.baselines:
             ctx.describe(f"{self.name}: {baseline} baseline")
             metrics.update({f"{baseline}/{key}": value for key, value in self._logistic_regression(encoded, BASELINES[baseline], sizes).items()})
-        ctx.tracker.log_params({f"{self.name}.split": self.split, f"{self.name}.model_path": model_path, f"{self.name}.baselines": self.baselines, f"{self.name}.lr_reg_param": self.lr_reg_param})
+        ctx.tracker.log_params(
+            {
+                f"{self.name}.split": self.split,
+                f"{self.name}.model_path": model_path,
+                f"{self.name}.baselines": self.baselines,
+                f"{self.name}.lr_reg_param": self.lr_reg_param,
+            }
+        )
         save_metrics(ctx, self.output_path, metrics)
         return metrics
 
@@ -107,7 +116,11 @@ class EvaluateCtr(Job):
         try:
             df = spark.read.parquet(path)
         except Exception as e:  # AnalysisException: missing or not Parquet
-            raise DataError("DATA_NOT_FOUND", f"cannot read the encoded dataset ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildCtrDataset job first or fix dataset_dir", path) from e
+            raise DataError(
+                "DATA_NOT_FOUND",
+                f"cannot read the encoded dataset ({type(e).__name__}: {str(e).splitlines()[0]}); run the BuildCtrDataset job first or fix dataset_dir",
+                path,
+            ) from e
         missing = sorted(set(ENCODED_COLUMNS) - set(df.columns))
         if missing:
             raise DataError("DATA_SCHEMA_MISMATCH", f"the encoded dataset lacks column(s) {missing} (have {df.columns}); rebuild it with BuildCtrDataset", path)
@@ -116,7 +129,8 @@ class EvaluateCtr(Job):
         if model_index.version != dataset_index.version:
             raise DataError(
                 "DATA_FEATURE_INDEX_MISMATCH",
-                f"the model was exported with feature index {model_index.version} but the dataset is encoded with {dataset_index.version}, so ids mean different things; evaluate a model trained on this dataset, or rebuild the dataset",
+                f"the model was exported with feature index {model_index.version} but the dataset is encoded with {dataset_index.version}, "
+                "so ids mean different things; evaluate a model trained on this dataset, or rebuild the dataset",
                 path,
             )
         return df, {"deep_ids": dataset_index.deep_size, "wide_ids": dataset_index.wide_size}
@@ -149,7 +163,11 @@ class EvaluateCtr(Job):
         try:
             num_train = train.count()
             if num_train == 0:
-                raise DataError("DATA_MISSING_SPLIT", "the encoded dataset has no 'train' rows to fit the logistic_regression baseline on; rebuild the dataset, or drop the baseline", f"{self.dataset_dir}/encoded")
+                raise DataError(
+                    "DATA_MISSING_SPLIT",
+                    "the encoded dataset has no 'train' rows to fit the logistic_regression baseline on; rebuild the dataset, or drop the baseline",
+                    f"{self.dataset_dir}/encoded",
+                )
             lr = LogisticRegression(family="binomial", regParam=self.lr_reg_param, elasticNetParam=0.0, maxIter=self.lr_max_iter, standardization=False)
             model = lr.fit(train)
         finally:
@@ -167,9 +185,17 @@ class EvaluateCtr(Job):
         labels, probabilities = _label_probability(scored.toArrow())
         metrics = binary_metrics(labels, probabilities)
         if metrics["num_examples"] == 0:
-            raise DataError("DATA_MISSING_SPLIT", f"the encoded dataset has no '{self.split}' rows to evaluate {what} on; rebuild the dataset with that split, or pick another split", f"{self.dataset_dir}/encoded")
+            raise DataError(
+                "DATA_MISSING_SPLIT",
+                f"the encoded dataset has no '{self.split}' rows to evaluate {what} on; rebuild the dataset with that split, or pick another split",
+                f"{self.dataset_dir}/encoded",
+            )
         if not 0 < metrics["positive_rate"] < 1:
-            raise DataError("DATA_ONE_CLASS", f"every '{self.split}' row has label {labels[0]:g}, so AUC is undefined; evaluate on a split with both clicks and non-clicks", f"{self.dataset_dir}/encoded")
+            raise DataError(
+                "DATA_ONE_CLASS",
+                f"every '{self.split}' row has label {labels[0]:g}, so AUC is undefined; evaluate on a split with both clicks and non-clicks",
+                f"{self.dataset_dir}/encoded",
+            )
         return metrics
 
 

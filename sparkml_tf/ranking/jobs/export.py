@@ -22,7 +22,9 @@ LOGGER = logging.getLogger(__name__)
 class ExportCtr(Job):
     def __init__(self, model_dir: str, export_dir: str, dataset_dir: Optional[str] = None, warmup_records: int = 100, seed: int = 0, name: str = "export"):
         if not 0 <= warmup_records <= 1000:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"warmup_records must be in [0, 1000] (TF Serving reads at most 1000), got {warmup_records}", "warmup_records")
+            raise SparkmlTfError(
+                "CONFIG_BAD_VALUE", f"warmup_records must be in [0, 1000] (TF Serving reads at most 1000), got {warmup_records}", "warmup_records"
+            )
         self.model_dir, self.export_dir, self.dataset_dir = model_dir, export_dir, dataset_dir
         self.warmup_records, self.seed = int(warmup_records), int(seed)
         self.name = name

@@ -75,7 +75,11 @@ def refuse_foreign(path: str, force: bool) -> None:
 
     filesystem, local = resolve(path)
     if not force and exists(filesystem, local) and not is_complete(path):
-        raise OutputError("OUTPUT_EXISTS", f"the partition exists but was not written to completion by sparkml_tf (no {MARKER} marker); move it away, or pass --force to replace it", path)
+        raise OutputError(
+            "OUTPUT_EXISTS",
+            f"the partition exists but was not written to completion by sparkml_tf (no {MARKER} marker); move it away, or pass --force to replace it",
+            path,
+        )
 
 
 class ScoreCandidates(Job):
@@ -151,7 +155,14 @@ class ScoreCandidates(Job):
         with atomic_output(staging_path(self.quarantine_path, self.date), force=True) as tmp:
             quarantined = self._write_quarantine(spark, candidates, model_path, cache_key, tmp)
         ctx.describe(f"{self.name}: score {self.date} with model version {model_version}")
-        summary = {"date": self.date, "model_version": model_version, "model_path": model_path, "output_path": final, "quarantine_path": quarantine_final, "quarantined": quarantined}
+        summary = {
+            "date": self.date,
+            "model_version": model_version,
+            "model_path": model_path,
+            "output_path": final,
+            "quarantine_path": quarantine_final,
+            "quarantined": quarantined,
+        }
         with atomic_output(staging_path(self.output_path, self.date), force=True) as tmp:
             summary["scored"] = self._write_scores(spark, candidates, fields, model_path, model_version, cache_key, tmp)
             write_json(f"{tmp}/{SUMMARY}", summary)
@@ -172,12 +183,22 @@ class ScoreCandidates(Job):
         try:
             df = spark.read.parquet(path)
         except Exception as e:  # AnalysisException: no such partition, or not Parquet
-            raise DataError("DATA_NOT_FOUND", f"cannot read the candidates of {self.date} ({type(e).__name__}: {str(e).splitlines()[0]}); check that the upstream job wrote this date, or fix candidates_path/date", path) from e
+            raise DataError(
+                "DATA_NOT_FOUND",
+                f"cannot read the candidates of {self.date} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                "check that the upstream job wrote this date, or fix candidates_path/date",
+                path,
+            ) from e
         df = df.drop("date")  # the partition value lives in the path; some writers repeat it
         fields = FeatureIndex.load(export_feature_index(model_path)).field_names
         missing = [c for c in [*self.id_columns, *fields] if c not in df.columns]
         if missing:
-            raise DataError("DATA_SCHEMA_MISMATCH", f"candidates lack column(s) {missing} that the id_columns or the model's feature index need (have {df.columns}); fix id_columns or the candidates table", path)
+            raise DataError(
+                "DATA_SCHEMA_MISMATCH",
+                f"candidates lack column(s) {missing} that the id_columns or the model's "
+                f"feature index need (have {df.columns}); fix id_columns or the candidates table",
+                path,
+            )
         return df, fields
 
     def _write_quarantine(self, spark, candidates, model_path: str, cache_key: str, tmp: str) -> int:

@@ -107,7 +107,8 @@ class TrainCtr(Job):
         tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
         history = summary.get("history", [])
         for entry in history:
-            tracker.log_metrics({"loss": entry["loss"], "val_auc": entry["val_auc"], "val_logloss": entry["val_logloss"], "epoch_seconds": entry["seconds"]}, step=entry["epoch"])
+            metrics = {"loss": entry["loss"], "val_auc": entry["val_auc"], "val_logloss": entry["val_logloss"], "epoch_seconds": entry["seconds"]}
+            tracker.log_metrics(metrics, step=entry["epoch"])
         tracker.log_metrics({"best_val_auc": summary["best_val_auc"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"]})
         if history:
             tracker.log_dict(history, "ctr/history.json")

@@ -18,7 +18,7 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.errors import DataError
+from sparkml_tf.errors import Checks, DataError, bad_value
 from sparkml_tf.io.layout import STATS_FILE
 from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
 from sparkml_tf.retrieval.layout import RetrievalDataset
@@ -62,18 +62,24 @@ class BuildDataset(Job):
         from sparkml_tf.retrieval.movielens import check_format
         from sparkml_tf.retrieval.split import num_heldout
 
+        checks = Checks()
         if format != "generated":
-            check_format(format)
-            if not path:
-                raise ValueError(f"format {format!r} reads a file: set path (dataset.path) to the ratings file or folder")
-        if training_format not in TRAINING_FORMATS:
-            raise ValueError(f"training_format must be one of {', '.join(TRAINING_FORMATS)}, got {training_format!r}")
-        if int(num_shards) < 1:
-            raise ValueError(f"num_shards must be >= 1, got {num_shards!r}")
-        if not 0.0 < target_fraction < 1.0:
-            raise ValueError(f"target_fraction must be in (0, 1), got {target_fraction!r}")
-        num_heldout(heldout_users, 10**9)  # checks the value's form; the count needs the data
-        _check_generator(generator)
+            with checks.at("format"):
+                check_format(format)
+            checks.require(bool(path), "path", f"format {format!r} reads a file: set path (dataset.path) to the ratings file or folder")
+        checks.require(training_format in TRAINING_FORMATS, "training_format", f"training_format must be one of {', '.join(TRAINING_FORMATS)}, got {training_format!r}")
+        checks.require(
+            not isinstance(num_shards, bool) and isinstance(num_shards, int) and num_shards >= 1,
+            "num_shards", f"num_shards must be a whole number of at least 1 (one shard per training worker at least), got {num_shards!r}",
+        )
+        checks.require(
+            isinstance(target_fraction, (int, float)) and 0.0 < target_fraction < 1.0, "target_fraction", f"target_fraction must be in (0, 1), got {target_fraction!r}"
+        )
+        with checks.at("heldout_users"):
+            num_heldout(heldout_users, 10**9)  # checks the value's form; the count needs the data
+        with checks.at("generator"):
+            _check_generator(generator)
+        checks.done()
         self.output_dir = str(output_dir).rstrip("/")
         self.path = path
         self.format = format
@@ -222,4 +228,4 @@ def _check_generator(generator: Optional[dict]) -> None:
     accepted = set(inspect.signature(generate.generate_ratings).parameters)
     unknown = sorted(set(generator) - accepted)
     if unknown:
-        raise ValueError(f"generator has unknown key(s) {', '.join(unknown)}; generate_ratings accepts {', '.join(sorted(accepted))}")
+        raise bad_value("generator", f"generator has unknown key(s) {', '.join(unknown)}; generate_ratings accepts {', '.join(sorted(accepted))}")

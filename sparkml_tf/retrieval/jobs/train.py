@@ -11,7 +11,7 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.errors import Checks
 from sparkml_tf.io.outputs import check_location, is_complete
 from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
 from sparkml_tf.train.schedule import check_settings
@@ -51,17 +51,27 @@ class Train(Job):
         seed: int = 0,
         name: str = "train",
     ):
-        check_subconfigs(model=model, loss=loss)
-        check_launcher(launcher)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"num_workers must be a whole number of at least 1, got {num_workers!r}", "num_workers")
+        checks = Checks()
+        with checks.at("model"):
+            check_subconfigs(model=model, loss=loss)
+        with checks.at("launcher"):
+            check_launcher(launcher)
+        checks.require(
+            not isinstance(num_workers, bool) and isinstance(num_workers, int) and num_workers >= 1,
+            "num_workers", f"num_workers must be a whole number of at least 1, got {num_workers!r}",
+        )
         self.schedule = {
             "epochs": epochs, "batch_size": batch_size, "patience": patience, "max_steps": max_steps, "min_steps": min_steps,
             "eval_every_steps": eval_every_steps, "warmup_steps": warmup_steps, "lr_decay": lr_decay,
         }
-        check_settings(**self.schedule)
-        if not learning_rate or learning_rate <= 0:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"learning_rate must be positive, got {learning_rate!r}", "learning_rate")
+        for key, value in self.schedule.items():
+            with checks.at(key):
+                check_settings(**{key: value})
+        if epochs is not None and max_steps is not None:
+            with checks.at("epochs"):
+                check_settings(epochs=epochs, max_steps=max_steps)
+        checks.require(isinstance(learning_rate, (int, float)) and learning_rate > 0, "learning_rate", f"learning_rate must be positive, got {learning_rate!r}")
+        checks.done()
         self.dataset_dir, self.export_dir, self.embeddings_dir, self.checkpoint_dir = dataset_dir, export_dir, embeddings_dir, checkpoint_dir
         self.model, self.loss = dict(model), (dict(loss) if loss else None)
         self.num_workers, self.launcher = int(num_workers), launcher

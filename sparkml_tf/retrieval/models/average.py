@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict
 
+from sparkml_tf.errors import bad_value
+
 
 class AverageModel:
     def __init__(
@@ -25,11 +27,11 @@ class AverageModel:
         max_positives: int = 16,
     ):
         if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+            raise bad_value("embedding_dim", f"embedding_dim must be positive, got {embedding_dim}")
         if not 0.0 <= input_dropout < 1.0:
-            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+            raise bad_value("input_dropout", f"input_dropout must be in [0, 1), got {input_dropout}")
         if not 0.0 < input_keep_prob < 1.0:
-            raise ValueError(f"input_keep_prob must be in (0, 1), got {input_keep_prob}")
+            raise bad_value("input_keep_prob", f"input_keep_prob must be in (0, 1), got {input_keep_prob}")
         self.embedding_dim = int(embedding_dim)
         self.input_dropout = float(input_dropout)
         self.l2 = float(l2)

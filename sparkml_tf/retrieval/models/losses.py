@@ -7,13 +7,15 @@ uniformly from the catalogue per example), and returns a scalar mean over the va
 
 from __future__ import annotations
 
+from sparkml_tf.errors import bad_value
+
 
 class BPRLoss:
     """Bayesian personalised ranking: mean of ``-log sigmoid(s_pos - s_neg)`` over valid (pos, neg) pairs."""
 
     def __init__(self, num_negatives: int = 8):
         if num_negatives < 1:
-            raise ValueError(f"num_negatives must be at least 1, got {num_negatives}")
+            raise bad_value("num_negatives", f"num_negatives must be at least 1, got {num_negatives}")
         self.num_negatives = int(num_negatives)
 
     def __call__(self, positive, negative, positive_mask):
@@ -37,7 +39,7 @@ class SampledSoftmaxLoss:
 
     def __init__(self, num_negatives: int = 32):
         if num_negatives < 1:
-            raise ValueError(f"num_negatives must be at least 1, got {num_negatives}")
+            raise bad_value("num_negatives", f"num_negatives must be at least 1, got {num_negatives}")
         self.num_negatives = int(num_negatives)
 
     def __call__(self, positive, negative, positive_mask):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, Optional
 
+from sparkml_tf.errors import bad_value
+
 
 class MultVAE:
     def __init__(
@@ -29,9 +31,9 @@ class MultVAE:
     ):
         hidden_dims = list(hidden_dims) if hidden_dims is not None else [600, 200]
         if not hidden_dims or any(int(d) < 1 for d in hidden_dims):
-            raise ValueError(f"hidden_dims must be a non-empty list of positive sizes, got {hidden_dims}")
+            raise bad_value("hidden_dims", f"hidden_dims must be a non-empty list of positive sizes, got {hidden_dims}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise bad_value("dropout", f"dropout must be in [0, 1), got {dropout}")
         self.hidden_dims = [int(d) for d in hidden_dims]
         self.dropout = float(dropout)
         self.beta_max = float(beta_max)
@@ -78,7 +80,9 @@ def _net_class():
             self.spec, self.num_items = spec, num_items
             latent = spec.hidden_dims[-1]
             init = lambda i: keras.initializers.GlorotUniform(seed=spec.seed + i)  # noqa: E731
-            self.encoder = [keras.layers.Dense(d, activation="tanh", kernel_initializer=init(i), name=f"encoder_{i}") for i, d in enumerate(spec.hidden_dims[:-1])]
+            self.encoder = [
+                keras.layers.Dense(d, activation="tanh", kernel_initializer=init(i), name=f"encoder_{i}") for i, d in enumerate(spec.hidden_dims[:-1])
+            ]
             self.latent = keras.layers.Dense(2 * latent, kernel_initializer=init(100), name="latent")
             decoder_dims = spec.hidden_dims[-2::-1]  # [600, 200] -> decoder 200 -> 600 -> items
             self.decoder = [keras.layers.Dense(d, activation="tanh", kernel_initializer=init(200 + i), name=f"decoder_{i}") for i, d in enumerate(decoder_dims)]

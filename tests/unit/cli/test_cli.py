@@ -24,7 +24,12 @@ BAD_CONFIGS = {
     "unknown_type": ({"type": PIPE, "jobs": [{"type": "sparkml_tf.engine.CheckEnviroment"}]}, None, "CONFIG_UNKNOWN_TYPE", "jobs[0]"),
     "misspelled_argument": ({"type": PIPE, "jobs": [{"type": CHECK, "num_task": 2}]}, None, "CONFIG_UNKNOWN_ARGUMENT", "jobs[0].num_task"),
     "missing_argument": ({"type": PIPE, "name": "x"}, None, "CONFIG_MISSING_ARGUMENT", "<root>"),
-    "missing_macro": ({"type": PIPE, "jobs": [{"type": CHECK, "num_tasks": "$params:tasks"}]}, {"params": {"task": 2}}, "CONFIG_MACRO_MISSING", "jobs[0].num_tasks"),
+    "missing_macro": (
+        {"type": PIPE, "jobs": [{"type": CHECK, "num_tasks": "$params:tasks"}]},
+        {"params": {"task": 2}},
+        "CONFIG_MACRO_MISSING",
+        "jobs[0].num_tasks",
+    ),
     "macro_cycle": ({"type": PIPE, "jobs": [], "name": "$a:x"}, {"a": {"x": "$b:y"}, "b": {"y": "$a:x"}}, "CONFIG_MACRO_CYCLE", "a.x"),
     "disallowed_import": ({"type": PIPE, "jobs": [{"type": "subprocess.call", "*": ["true"]}]}, None, "CONFIG_IMPORT_NOT_ALLOWED", "jobs[0]"),
 }
@@ -102,7 +107,15 @@ def test_run_smoke_then_rerun_from_mlflow(tmp_path):
     assert "is valid" in out
 
 
-def test_runtime_failure_exits_1(tmp_path):
+def test_an_unknown_job_is_a_usage_error_under_run_as_under_submit(tmp_path):
     config = {"type": PIPE, "jobs": [{"type": CHECK}], "tracking": None, "name": "x"}
     rc, _, err, _ = cli("run", json.dumps(config), "--job", "nope", cwd=tmp_path)
-    assert rc == 1 and "[PIPELINE_UNKNOWN_JOB] --job:" in err
+    assert rc == 2 and "[PIPELINE_UNKNOWN_JOB] --job:" in err
+
+
+def test_runtime_failure_exits_1(tmp_path):
+    # A well-formed config whose job fails at run time: an index over item embeddings that are not there.
+    job = {"type": "sparkml_tf.retrieval.BuildIndex", "embeddings_dir": str(tmp_path / "no-embeddings"), "output_dir": str(tmp_path / "index")}
+    config = {"type": PIPE, "jobs": [job], "tracking": None, "name": "x"}
+    rc, _, err, _ = cli("run", json.dumps(config), cwd=tmp_path)
+    assert rc == 1 and "[DATA_" in err, err[-2000:]

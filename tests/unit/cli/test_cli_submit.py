@@ -29,7 +29,7 @@ def test_dry_run_prints_one_command_per_stage_in_pipeline_order():
     lines = out.splitlines()
     assert len(lines) == 5
     argvs = [shlex.split(line) for line in lines]
-    assert [argv[argv.index("--name") + 1] for argv in argvs] == [f"movielens-average:{s}" for s in ("dataset", "train", "index", "predict", "evaluate")]
+    assert [argv[argv.index("--name") + 1] for argv in argvs] == [f"movielens-linear-ae:{s}" for s in ("dataset", "train", "index", "predict", "evaluate")]
     for argv in argvs:
         assert argv[:5] == ["spark-submit", "--master", "yarn", "--deploy-mode", "cluster"]
         script = next(a for a in argv if a.startswith("jobs/"))
@@ -69,7 +69,7 @@ def test_run_stops_at_the_first_failing_stage_with_its_exit_code(tmp_path):
     target, log = fake_spark_submit(tmp_path, fail_stage="index")
     rc, out, err = cli("submit", *ML, "--target", str(target), *SHARED, env={"JAVA_HOME": str(tmp_path)})
     assert rc == 3
-    assert log.read_text().split() == ["movielens-average:dataset", "movielens-average:train", "movielens-average:index"]
+    assert log.read_text().split() == ["movielens-linear-ae:dataset", "movielens-linear-ae:train", "movielens-linear-ae:index"]
     assert [line.split()[0] for line in out.splitlines()] == ["+"] * 3
     assert "stage index failed (spark-submit exit 3); not run: predict, evaluate" in err
 

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from sparkml_tf.io import filesystems
 from sparkml_tf.config import resolve
 from sparkml_tf.config.loading import load_json
 from sparkml_tf.errors import ConfigError, ConfigErrors
+from sparkml_tf.io import filesystems
 
 CONFIG = {"type": "sparkml_tf.engine.Pipeline", "name": "$run:name", "jobs": [], "tracking": None}
 MACROS = {"run": {"name": "from-a-url"}}

@@ -17,7 +17,10 @@ def test_overrides_reach_config_and_macros_with_json_values():
     assert CONFIG["jobs"][1]["trainer"]["epochs"] == 1  # inputs untouched
 
 
-@pytest.mark.parametrize("override, path", [("jobs[1].trainer.epoch=3", "jobs[1].trainer.epoch"), ("jobs[5].a=1", "jobs[5]"), ("params.batchsize=1", "params.batchsize"), ("nothing=1", "nothing")])
+@pytest.mark.parametrize(
+    "override, path",
+    [("jobs[1].trainer.epoch=3", "jobs[1].trainer.epoch"), ("jobs[5].a=1", "jobs[5]"), ("params.batchsize=1", "params.batchsize"), ("nothing=1", "nothing")],
+)
 def test_unknown_key_is_an_error(override, path):
     _, _, errors = apply_overrides(CONFIG, MACROS, [override])
     assert [(e.code, e.path) for e in errors] == [("CONFIG_OVERRIDE_UNKNOWN_KEY", path)]

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkml_tf.ranking.criteo import CRITEO_SCHEMA, check_schema, read_ctr
-from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
 from sparkml_tf.errors import DataError
+from sparkml_tf.ranking.criteo import CRITEO_SCHEMA, check_schema, read_ctr
 from sparkml_tf.ranking.features.feature_index import category_strings
+from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
 
 SCHEMA = {"label": "clicked", "numeric": ["price", "age"], "categorical": ["site", "slot"]}
 

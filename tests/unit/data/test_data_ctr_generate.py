@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from sparkml_tf.ranking.features.feature_index import FeatureIndex, validate_columns
 from sparkml_tf.ranking.generate import (
     CATEGORICAL_FIELDS,
     COLUMNS,
@@ -18,7 +19,6 @@ from sparkml_tf.ranking.generate import (
     generate_ctr,
     write_criteo_tsv,
 )
-from sparkml_tf.ranking.features.feature_index import FeatureIndex, validate_columns
 
 
 def auc(labels, scores):
@@ -102,7 +102,11 @@ def test_candidates():
     assert (frame.groupby("ad_id")[ad_fields].nunique(dropna=False) == 1).all().all()  # an ad keeps its features
     assert frame["probability"].between(0, 1).all() and frame["probability"].std() > 0.05
     same = generate_candidates(["2024-03-02"], requests_per_date=5, ads_per_request=20, num_ads=50, seed=3)
-    assert same.drop(columns="date").reset_index(drop=True).equals(frame[frame["date"] == "2024-03-02"].drop(columns=["date", "probability"]).reset_index(drop=True))
+    assert (
+        same.drop(columns="date")
+        .reset_index(drop=True)
+        .equals(frame[frame["date"] == "2024-03-02"].drop(columns=["date", "probability"]).reset_index(drop=True))
+    )
     # Candidates share the training world: their categorical values are the training values.
     assert set(frame["C10"].dropna()) <= set(CtrWorld(seed=3).vocab["C10"])
 
@@ -119,7 +123,12 @@ def test_malformed_candidates_are_caught_by_validate_columns():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"dates": ["2024-3-1"]}, {"dates": ["yesterday"]}, {"dates": ["2024-03-01"], "ads_per_request": 11, "num_ads": 10}, {"dates": ["2024-03-01"], "malformed_fraction": 1.0}],
+    [
+        {"dates": ["2024-3-1"]},
+        {"dates": ["yesterday"]},
+        {"dates": ["2024-03-01"], "ads_per_request": 11, "num_ads": 10},
+        {"dates": ["2024-03-01"], "malformed_fraction": 1.0},
+    ],
 )
 def test_candidate_arguments_are_checked(kwargs):
     with pytest.raises(ValueError):

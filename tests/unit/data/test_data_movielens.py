@@ -2,8 +2,8 @@
 
 import pytest
 
-from sparkml_tf.retrieval.movielens import read_ratings
 from sparkml_tf.errors import DataError
+from sparkml_tf.retrieval.movielens import read_ratings
 
 pytestmark = pytest.mark.spark
 

@@ -14,13 +14,13 @@ import keras  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from sparkml_tf.retrieval.petastorm_input import open_examples, read_examples, read_validation, split_dir, to_url  # noqa: E402
-from sparkml_tf.train.launch import build_specs
-from sparkml_tf.errors import DataError  # noqa: E402
 from sparkml_tf.engine.base import RunContext  # noqa: E402
+from sparkml_tf.errors import DataError  # noqa: E402
 from sparkml_tf.retrieval.jobs.dataset import BuildDataset  # noqa: E402
-from sparkml_tf.spark.barrier import LocalLauncher  # noqa: E402
+from sparkml_tf.retrieval.petastorm_input import open_examples, read_examples, read_validation, split_dir, to_url  # noqa: E402
 from sparkml_tf.retrieval.trainer import train_worker  # noqa: E402
+from sparkml_tf.spark.barrier import LocalLauncher  # noqa: E402
+from sparkml_tf.train.launch import build_specs  # noqa: E402
 
 # Petastorm 0.13.1 on pyarrow 14 warns about legacy pyarrow APIs on every row group.
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"), pytest.mark.filterwarnings("ignore::UnicodeWarning")]

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
+from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.generate import generate_ratings
 from sparkml_tf.retrieval.split import SPLITS, num_heldout, strong_generalization_split
-from sparkml_tf.errors import DataError
 
 pytestmark = pytest.mark.spark
 

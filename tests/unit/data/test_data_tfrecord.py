@@ -4,10 +4,10 @@ import os
 
 import pytest
 
+from sparkml_tf.errors import DataError
 from sparkml_tf.io.tfrecords import RESULT_SCHEMA, list_shards, shard_writer, worker_shards
 from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.retrieval.records import make_train_dataset, read_examples
-from sparkml_tf.errors import DataError
 
 pytestmark = pytest.mark.spark
 

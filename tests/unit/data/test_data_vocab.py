@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from sparkml_tf.retrieval.vocab import build_vocab, load_vocab, load_vocab_text, write_vocab
 from sparkml_tf.errors import DataError
+from sparkml_tf.retrieval.vocab import build_vocab, load_vocab, load_vocab_text, write_vocab
 
 
 @pytest.mark.spark

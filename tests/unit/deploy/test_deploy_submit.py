@@ -59,7 +59,7 @@ def test_yarn_cluster_commands():
         options, tail = split(command.argv)
         assert command.argv[0] == "spark-submit"
         assert values(options, "--master") == ["yarn"] and values(options, "--deploy-mode") == ["cluster"]
-        assert values(options, "--name") == [f"movielens-average:{command.stage}"]
+        assert values(options, "--name") == [f"movielens-linear-ae:{command.stage}"]
         assert values(options, "--archives") == ["sparkml_tf_env.tar.gz#env"]
         # Shipped into the driver's container, read there by basename; overrides kept, in order.
         assert values(options, "--files") == [f"{CONFIG},{MACROS}"]
@@ -90,7 +90,7 @@ def test_yarn_cluster_commands():
 def test_yarn_cluster_train_command_exactly():
     (train,) = commands_for(target("yarn-cluster"), overrides=["train.num_workers=3"], only=["train"])
     assert train.shell() == (
-        "spark-submit --master yarn --deploy-mode cluster --name movielens-average:train "
+        "spark-submit --master yarn --deploy-mode cluster --name movielens-linear-ae:train "
         "--archives 'sparkml_tf_env.tar.gz#env' --files conf/movielens/config.json,conf/movielens/macros.json "
         "--driver-memory 4g --driver-cores 2 --num-executors 3 --executor-cores 4 --executor-memory 16g "
         "--conf spark.pyspark.python=./env/bin/python --conf spark.executorEnv.PYSPARK_PYTHON=./env/bin/python "
@@ -204,7 +204,11 @@ def test_target_profile_problems_are_listed_together(tmp_path):
     with pytest.raises(ConfigErrors) as info:
         load_target(str(path))
     found = [(e.code, e.path) for e in info.value.errors]
-    assert found == [("SUBMIT_TARGET_INVALID", "deploy_mod"), ("SUBMIT_TARGET_INVALID", "resources.train.executor_cors"), ("SUBMIT_TARGET_INVALID", "resources.train.num_executors")]
+    assert found == [
+        ("SUBMIT_TARGET_INVALID", "deploy_mod"),
+        ("SUBMIT_TARGET_INVALID", "resources.train.executor_cors"),
+        ("SUBMIT_TARGET_INVALID", "resources.train.num_executors"),
+    ]
     assert "did you mean 'deploy_mode'?" in info.value.errors[0].message
     assert "did you mean 'executor_cores'?" in info.value.errors[1].message
 

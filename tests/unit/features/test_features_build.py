@@ -19,7 +19,13 @@ def frame(spark):
 @pytest.mark.spark
 def test_vocabularies_boundaries_and_crosses(frame):
     index = build_feature_index(
-        frame, ["price", "zeros", "empty"], ["site", "slot"], min_count=3, num_buckets=4, crosses=[["site", "slot"], {"fields": ["site", "price"], "buckets": 9}], cross_buckets=50
+        frame,
+        ["price", "zeros", "empty"],
+        ["site", "slot"],
+        min_count=3,
+        num_buckets=4,
+        crosses=[["site", "slot"], {"fields": ["site", "price"], "buckets": 9}],
+        cross_buckets=50,
     )
     assert index.field_names == ["price", "zeros", "empty", "site", "slot"]
     fields = {f["name"]: f for f in index.fields}

@@ -149,6 +149,13 @@ def write_encoded_dataset(dataset_dir, index: FeatureIndex, sizes=(("train", 400
     counts = dict(sizes)
     write_json(
         os.path.join(str(dataset_dir), "stats.json"),
-        {"task": "ctr", "num_train_examples": counts["train"], "num_validation_examples": counts["validation"], "num_test_examples": counts["test"], "feature_index_version": index.version, **index.sizes()},
+        {
+            "task": "ctr",
+            "num_train_examples": counts["train"],
+            "num_validation_examples": counts["validation"],
+            "num_test_examples": counts["test"],
+            "feature_index_version": index.version,
+            **index.sizes(),
+        },
     )
     return pa.concat_tables(tables)

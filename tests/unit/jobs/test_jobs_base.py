@@ -1,7 +1,7 @@
 import pytest
 
-from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.engine import Job, Pipeline, RunContext
+from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.testing import RecordingTracker
 
 

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
+from sparkml_tf.engine.base import RunContext
 from sparkml_tf.errors import DataError
 from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex, validate_columns
-from sparkml_tf.engine.base import RunContext
+from sparkml_tf.ranking.generate import CATEGORICAL_FIELDS, COLUMNS, NUMERIC_FIELDS, generate_ctr, write_criteo_tsv
 from sparkml_tf.ranking.jobs.dataset import BuildCtrDataset, GenerateCtrCandidates, split_rows
 from sparkml_tf.ranking.layout import CtrDataset
 from sparkml_tf.testing import RecordingTracker
@@ -187,7 +187,16 @@ def test_constructor_checks(kwargs, error):
 @pytest.mark.spark
 def test_generate_candidates(spark, tmp_path):
     out = str(tmp_path / "candidates")
-    job = GenerateCtrCandidates(out, ["2024-05-01", "2024-05-02"], requests_per_date=4, ads_per_request=10, num_ads=30, malformed_fraction=0.1, generator={"num_rows": 9, "max_cardinality": 200}, seed=5)
+    job = GenerateCtrCandidates(
+        out,
+        ["2024-05-01", "2024-05-02"],
+        requests_per_date=4,
+        ads_per_request=10,
+        num_ads=30,
+        malformed_fraction=0.1,
+        generator={"num_rows": 9, "max_cardinality": 200},
+        seed=5,
+    )
     tracker = RecordingTracker()
     summary = job.run(RunContext(tracker=tracker, _spark=spark))
     assert sorted(n for n in os.listdir(out) if n.startswith("date=")) == ["date=2024-05-01", "date=2024-05-02"]
@@ -204,13 +213,22 @@ def test_generate_candidates(spark, tmp_path):
 
 
 def test_candidate_constructor_checks():
-    for kwargs in ({"dates": "2024-05-01"}, {"dates": []}, {"dates": ["2024-05-01", "2024-05-01"]}, {"dates": ["2024-13-01"]}, {"dates": ["2024-05-01"], "generator": {"requests_per_date": 3}}):
+    for kwargs in (
+        {"dates": "2024-05-01"},
+        {"dates": []},
+        {"dates": ["2024-05-01", "2024-05-01"]},
+        {"dates": ["2024-13-01"]},
+        {"dates": ["2024-05-01"], "generator": {"requests_per_date": 3}},
+    ):
         with pytest.raises(ValueError):
             GenerateCtrCandidates("out", **kwargs)
 
 
 def test_import_is_light():
-    probe = "import sys, sparkml_tf.ranking.jobs.dataset, sparkml_tf.ranking.features; print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pyspark', 'mlflow'}))"
+    probe = (
+        "import sys, sparkml_tf.ranking.jobs.dataset, sparkml_tf.ranking.features; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'pyspark', 'mlflow'}))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

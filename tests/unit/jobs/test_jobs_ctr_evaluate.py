@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ctr_scoring_fixtures import feature_index, save_model, write_encoded_dataset
 
-from sparkml_tf.errors import ConfigError, DataError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import ConfigError, DataError
 from sparkml_tf.testing import RecordingTracker
 
 

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.errors import DataError, SparkmlTfError
-from sparkml_tf.train.launch import build_specs
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.ranking.jobs.export import ExportCtr
+from sparkml_tf.ranking.layout import CtrDataset
+from sparkml_tf.ranking.testing import write_ctr_dataset
+from sparkml_tf.ranking.trainer import read_examples, train_ctr_worker
 from sparkml_tf.serving.export import latest_version, read_metadata
 from sparkml_tf.spark.barrier import LocalLauncher
 from sparkml_tf.testing import RecordingTracker
-from sparkml_tf.ranking.testing import write_ctr_dataset
-from sparkml_tf.ranking.trainer import read_examples, train_ctr_worker
-from sparkml_tf.ranking.layout import CtrDataset
+from sparkml_tf.train.launch import build_specs
 
 
 @pytest.fixture(autouse=True)

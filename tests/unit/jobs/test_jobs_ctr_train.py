@@ -5,11 +5,11 @@ import time
 import keras
 import pytest
 
-from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.ranking.jobs.train import TrainCtr
-from sparkml_tf.testing import RecordingTracker
 from sparkml_tf.ranking.testing import write_ctr_dataset
+from sparkml_tf.testing import RecordingTracker
 
 MODEL = {"type": "sparkml_tf.ranking.WideDeep", "embedding_dim": 4, "hidden_units": [8], "eval": None}
 

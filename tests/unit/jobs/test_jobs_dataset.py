@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.jobs.dataset import BuildDataset
 from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.testing import RecordingTracker
@@ -89,9 +89,13 @@ def test_force_rebuilds_and_movielens_file(spark, tmp_path):
     path = tmp_path / "ratings.csv"
     ratings.rename(columns={"user": "userId", "item": "movieId"}).to_csv(path, index=False)
     out = str(tmp_path / "dataset")
-    first = BuildDataset(out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm").run(RunContext(_spark=spark))
+    first = BuildDataset(
+        out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm"
+    ).run(RunContext(_spark=spark))
     stamp = os.path.getmtime(os.path.join(out, "stats.json"))
-    again = BuildDataset(out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm").run(RunContext(force=True, _spark=spark))
+    again = BuildDataset(
+        out, path=str(path), format="movielens-csv", heldout_users=0.1, num_shards=1, training_format="petastorm"
+    ).run(RunContext(force=True, _spark=spark))
     assert again["counts"] == first["counts"] and os.path.getmtime(os.path.join(out, "stats.json")) >= stamp
     assert not os.path.exists(os.path.join(out, "tfrecord"))
     train = spark.read.parquet(os.path.join(out, "petastorm", "train"))

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.testing import RecordingTracker
 
 NUM_ITEMS, DIM = 30, 4
@@ -25,9 +25,15 @@ def _dataset(root, rng):
         rows += [(f"h{u}", f"i{i}", 10 + n, "test_target") for n, i in enumerate(chosen[3:])]
     users, items, stamps, splits = zip(*rows)
     (root / "interactions").mkdir(parents=True)
-    pq.write_table(pa.table({"user": list(users), "item": list(items), "rating": [1.0] * len(rows), "timestamp": pa.array(stamps, pa.int64()), "split": list(splits)}), root / "interactions" / "p.parquet")
+    pq.write_table(
+        pa.table({"user": list(users), "item": list(items), "rating": [1.0] * len(rows), "timestamp": pa.array(stamps, pa.int64()), "split": list(splits)}),
+        root / "interactions" / "p.parquet",
+    )
     (root / "vocab").mkdir()
-    pq.write_table(pa.table({"item": [f"i{n}" for n in range(NUM_ITEMS)], "id": pa.array(range(NUM_ITEMS), pa.int64()), "count": pa.array([1] * NUM_ITEMS, pa.int64())}), root / "vocab" / "items.parquet")
+    pq.write_table(
+        pa.table({"item": [f"i{n}" for n in range(NUM_ITEMS)], "id": pa.array(range(NUM_ITEMS), pa.int64()), "count": pa.array([1] * NUM_ITEMS, pa.int64())}),
+        root / "vocab" / "items.parquet",
+    )
     return rows
 
 
@@ -47,7 +53,17 @@ def evaluated(spark, tmp_path_factory):
     biases = rng.normal(size=NUM_ITEMS).astype(np.float32)
     save_average_model(tmp / "export", table)
     (tmp / "emb").mkdir()
-    pq.write_table(pa.table({"id": pa.array(range(NUM_ITEMS), pa.int64()), "item": [f"i{n}" for n in range(NUM_ITEMS)], "vector": pa.array(list(table), pa.list_(pa.float32())), "bias": pa.array(biases)}), tmp / "emb" / "p.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(range(NUM_ITEMS), pa.int64()),
+                "item": [f"i{n}" for n in range(NUM_ITEMS)],
+                "vector": pa.array(list(table), pa.list_(pa.float32())),
+                "bias": pa.array(biases),
+            }
+        ),
+        tmp / "emb" / "p.parquet",
+    )
     ctx = RunContext(_spark=spark, tracker=RecordingTracker())
     Predict(str(tmp / "data"), str(tmp / "export"), str(tmp / "users")).run(ctx)
     BuildIndex(str(tmp / "emb"), str(tmp / "index")).run(ctx)
@@ -115,12 +131,16 @@ def test_ease_skipped_above_max_items_and_no_users_error(evaluated, tmp_path):
     from sparkml_tf.retrieval.jobs.evaluate import Evaluate
 
     tmp, spark = evaluated["tmp"], evaluated["spark"]
-    job = Evaluate(str(tmp / "data"), str(tmp / "users"), str(tmp / "index"), str(tmp / "emb"), str(tmp_path / "m.json"), ks=[3], ease_max_items=10, ann_check_users=0)
+    job = Evaluate(
+        str(tmp / "data"), str(tmp / "users"), str(tmp / "index"), str(tmp / "emb"), str(tmp_path / "m.json"), ks=[3], ease_max_items=10, ann_check_users=0
+    )
     metrics = job.run(RunContext(_spark=spark))
     assert "popular/recall@3" in metrics and not any(k.startswith("ease/") for k in metrics) and "ann_recall@100" not in metrics
     spark.createDataFrame([("nobody", [0.0] * DIM)], "user string, vector array<float>").write.parquet(str(tmp_path / "no_users"))
     with pytest.raises(DataError) as e:
-        Evaluate(str(tmp / "data"), str(tmp_path / "no_users"), str(tmp / "index"), str(tmp / "emb"), str(tmp_path / "n.json"), baselines=[]).run(RunContext(_spark=spark))
+        Evaluate(
+            str(tmp / "data"), str(tmp_path / "no_users"), str(tmp / "index"), str(tmp / "emb"), str(tmp_path / "n.json"), baselines=[]
+        ).run(RunContext(_spark=spark))
     assert e.value.code == "EVALUATE_NO_USERS"
     assert not (tmp_path / "n.json").exists()
 

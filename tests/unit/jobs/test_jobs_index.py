@@ -6,12 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.io.outputs import MARKER
 from sparkml_tf.testing import RecordingTracker
-
-
 
 
 def write_embeddings(path, n=40, d=6, seed=0):
@@ -32,7 +30,10 @@ def write_embeddings(path, n=40, d=6, seed=0):
 
 
 def test_importing_the_job_loads_neither_tensorflow_nor_pyspark():
-    code = "import sys, sparkml_tf.retrieval.jobs.index, sparkml_tf.retrieval.jobs.predict, sparkml_tf.retrieval.jobs.evaluate; print([m for m in ('tensorflow', 'pyspark', 'hnswlib') if m in sys.modules])"
+    code = (
+        "import sys, sparkml_tf.retrieval.jobs.index, sparkml_tf.retrieval.jobs.predict, sparkml_tf.retrieval.jobs.evaluate; "
+        "print([m for m in ('tensorflow', 'pyspark', 'hnswlib') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -3,8 +3,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sparkml_tf.errors import DataError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import DataError
 from sparkml_tf.io.outputs import MARKER
 
 NUM_ITEMS, DIM = 12, 4
@@ -40,7 +40,10 @@ def write_dataset(root, rows):
         root / "interactions" / "part-0.parquet",
     )
     (root / "vocab").mkdir()
-    pq.write_table(pa.table({"item": [f"i{n}" for n in range(NUM_ITEMS)], "id": pa.array(range(NUM_ITEMS), pa.int64()), "count": pa.array([1] * NUM_ITEMS, pa.int64())}), root / "vocab" / "items.parquet")
+    pq.write_table(
+        pa.table({"item": [f"i{n}" for n in range(NUM_ITEMS)], "id": pa.array(range(NUM_ITEMS), pa.int64()), "count": pa.array([1] * NUM_ITEMS, pa.int64())}),
+        root / "vocab" / "items.parquet",
+    )
 
 
 def test_padded_from_list_array_uses_offsets_of_slices_and_nulls():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ctr_scoring_fixtures import BAD_REASONS, BAD_ROWS, DAY, OTHER_DAY, feature_index, model_probabilities, save_model, write_candidates
 
-from sparkml_tf.errors import ConfigError, DataError, OutputError
 from sparkml_tf.engine.base import RunContext
+from sparkml_tf.errors import ConfigError, DataError, OutputError
 from sparkml_tf.io.outputs import MARKER
 from sparkml_tf.testing import RecordingTracker
 
@@ -60,7 +60,16 @@ def test_date_is_checked_when_the_job_is_built(world, tmp_path):
     assert info.value.code == "CONFIG_BAD_VALUE"
     config = {
         "type": "sparkml_tf.engine.Pipeline",
-        "jobs": [{"type": "sparkml_tf.ranking.ScoreCandidates", "candidates_path": "c", "output_path": "o", "quarantine_path": "q", "export_dir": "e", "date": "$run:date"}],
+        "jobs": [
+            {
+                "type": "sparkml_tf.ranking.ScoreCandidates",
+                "candidates_path": "c",
+                "output_path": "o",
+                "quarantine_path": "q",
+                "export_dir": "e",
+                "date": "$run:date",
+            }
+        ],
     }
     pipeline = resolve(config, {"run": {"date": "2024-01-01"}}, ["run.date=2024-05-01"]).build()
     assert pipeline.jobs[0].date == "2024-05-01"
@@ -94,7 +103,9 @@ def test_scores_match_the_model_and_bad_rows_are_quarantined(spark, world, tmp_p
 
     quarantine = read_partition(tmp_path / "quarantine" / f"date={DAY}")
     assert list(quarantine.columns) == [*BAD_ROWS, "reason"]
-    reasons = {None if r is None else r: reason for r, reason in zip(quarantine["request_id"].where(quarantine["request_id"].notna(), None), quarantine["reason"])}
+    reasons = {
+        None if r is None else r: reason for r, reason in zip(quarantine["request_id"].where(quarantine["request_id"].notna(), None), quarantine["reason"])
+    }
     assert reasons == BAD_REASONS
     row = quarantine[quarantine["request_id"] == "bad-0"].iloc[0]
     assert (row["I1"], row["I2"], row["C1"]) == ("abc", "0.1", "a")  # raw values kept as strings
@@ -193,8 +204,8 @@ def test_scores_with_the_newest_real_export(spark, world, tmp_path):
 
     import tensorflow as tf
 
-    from sparkml_tf.ranking.models.wide_deep import WideDeep
     from sparkml_tf.ranking.export import export_ctr_model
+    from sparkml_tf.ranking.models.wide_deep import WideDeep
 
     export_dir = tmp_path / "export"
     shutil.copytree(world["model_path"], export_dir / "1")

@@ -3,7 +3,17 @@ import math
 import numpy as np
 import pytest
 
-from sparkml_tf.metrics.ranking import batch_metrics, hits_matrix, mean_metrics, ndcg_at_k, pad_lists, recall_at_k, recall_at_k_spark, recall_curve, top_k_excluding
+from sparkml_tf.metrics.ranking import (
+    batch_metrics,
+    hits_matrix,
+    mean_metrics,
+    ndcg_at_k,
+    pad_lists,
+    recall_at_k,
+    recall_at_k_spark,
+    recall_curve,
+    top_k_excluding,
+)
 
 D = [1 / math.log2(i + 2) for i in range(10)]  # discounts by 0-based rank
 

@@ -35,7 +35,9 @@ def test_scores_are_dot_products_and_an_item_never_predicts_itself():
     np.testing.assert_allclose(dot[unseen], logits[unseen], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, key", [({"embedding_dim": 0}, "embedding_dim"), ({"dropout": 1.0}, "dropout"), ({"loss": "hinge"}, "loss"), ({"l2": -1.0}, "l2")])
+@pytest.mark.parametrize(
+    "kwargs, key", [({"embedding_dim": 0}, "embedding_dim"), ({"dropout": 1.0}, "dropout"), ({"loss": "hinge"}, "loss"), ({"l2": -1.0}, "l2")]
+)
 def test_bad_settings_are_config_errors_at_their_key(kwargs, key):
     with pytest.raises(SparkmlTfError) as info:
         LinearAE(**kwargs)

@@ -8,12 +8,12 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from sparkml_tf.errors import DataError
+from sparkml_tf.ranking.export import export_ctr_model, random_features
 from sparkml_tf.ranking.features.feature_index import FeatureIndex
 from sparkml_tf.ranking.models.dcn import DCNv2
 from sparkml_tf.ranking.models.wide_deep import WideDeep
-from sparkml_tf.ranking.export import export_ctr_model, random_features
-from sparkml_tf.serving.export import MAX_WARMUP_RECORDS, find_export, latest_version, read_metadata
 from sparkml_tf.ranking.testing import ctr_feature_index
+from sparkml_tf.serving.export import MAX_WARMUP_RECORDS, find_export, latest_version, read_metadata
 
 
 @pytest.fixture(autouse=True)

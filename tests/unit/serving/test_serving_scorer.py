@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 
 from sparkml_tf.errors import ConfigError, DataError, SparkmlTfError
-from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex
-from sparkml_tf.ranking.models.wide_deep import WideDeep
 from sparkml_tf.ranking import scorer as scorer_module
 from sparkml_tf.ranking import servable as servable_module
 from sparkml_tf.ranking.export import export_ctr_model
+from sparkml_tf.ranking.features.feature_index import Encoder, FeatureIndex
 from sparkml_tf.ranking.features.rows import PlainRowEncoder
+from sparkml_tf.ranking.models.wide_deep import WideDeep
 from sparkml_tf.ranking.scorer import Scorer, ServingError
 from sparkml_tf.ranking.servable import read_warmup_requests
 
@@ -249,9 +249,17 @@ def test_model_errors(models, tmp_path):
     assert e.value.code == "MODEL_SIGNATURE_MISMATCH" and "deep_ids" in e.value.message and e.value.path.endswith("/1")
 
 
-@pytest.mark.parametrize("kwargs, key", [({"batch_sizes": ()}, "batch_sizes"), ({"batch_sizes": (0, 8)}, "batch_sizes"), ({"batch_sizes": (2.5,)}, "batch_sizes"),
-                                         ({"poll_seconds": -1}, "poll_seconds"), ({"load_switch_interval": 0}, "load_switch_interval"),
-                                         ({"tf_threads": 0}, "tf_threads")])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"batch_sizes": ()}, "batch_sizes"),
+        ({"batch_sizes": (0, 8)}, "batch_sizes"),
+        ({"batch_sizes": (2.5,)}, "batch_sizes"),
+        ({"poll_seconds": -1}, "poll_seconds"),
+        ({"load_switch_interval": 0}, "load_switch_interval"),
+        ({"tf_threads": 0}, "tf_threads"),
+    ],
+)
 def test_bad_settings_are_refused_before_loading(tmp_path, kwargs, key):
     with pytest.raises(ConfigError) as e:
         Scorer(str(tmp_path / "missing"), **kwargs)

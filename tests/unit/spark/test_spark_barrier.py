@@ -7,8 +7,8 @@ import os
 import pytest
 
 from sparkml_tf.errors import DistributedError
-from sparkml_tf.train.launch import build_specs
 from sparkml_tf.spark.barrier import LocalLauncher, SparkBarrierLauncher, make_launcher
+from sparkml_tf.train.launch import build_specs
 
 pytestmark = pytest.mark.spark
 
@@ -87,8 +87,8 @@ def test_local_launcher_and_factory():
 
 
 def test_two_worker_training(spark, tmp_path):
-    from sparkml_tf.retrieval.trainer import train_worker
     from sparkml_tf.retrieval.toy import write_toy_dataset
+    from sparkml_tf.retrieval.trainer import train_worker
 
     write_toy_dataset(str(tmp_path / "ds"), num_users=128, num_items=60, num_shards=2, num_validation=32)
     settings = {

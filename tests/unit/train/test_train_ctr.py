@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.train.launch import build_specs
-from sparkml_tf.spark.barrier import LocalLauncher
+from sparkml_tf.ranking.model_dir import checkpoint_id, load_model_dir, read_json
 from sparkml_tf.ranking.testing import write_ctr_dataset
 from sparkml_tf.ranking.trainer import binary_metrics, read_examples, sample_examples, train_ctr_worker
-from sparkml_tf.ranking.model_dir import checkpoint_id, load_model_dir, read_json
+from sparkml_tf.spark.barrier import LocalLauncher
+from sparkml_tf.train.launch import build_specs
 
 WIDE_DEEP = {"type": "sparkml_tf.ranking.WideDeep", "embedding_dim": 4, "hidden_units": [16, 8], "eval": None}
 
@@ -140,8 +140,8 @@ def test_metrics_match_definitions():
 
 def test_loop_checkpoints_weights_a_model_keeps_in_lists(tmp_path):
     # The shared loop, on the retrieval task: MultVAE holds its encoder and decoder in Python lists.
-    from sparkml_tf.retrieval.trainer import train_worker
     from sparkml_tf.retrieval.toy import write_toy_dataset
+    from sparkml_tf.retrieval.trainer import train_worker
 
     write_toy_dataset(str(tmp_path / "toy"), num_users=64, num_items=40, num_shards=1, num_validation=16)
     settings = {

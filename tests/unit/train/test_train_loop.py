@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from sparkml_tf.spark.barrier import LocalLauncher
-from sparkml_tf.retrieval.trainer import ndcg_at_k, train_worker
-from sparkml_tf.train.launch import build_specs
 from sparkml_tf.retrieval.toy import write_toy_dataset
+from sparkml_tf.retrieval.trainer import ndcg_at_k, train_worker
+from sparkml_tf.spark.barrier import LocalLauncher
+from sparkml_tf.train.launch import build_specs
 
 AVERAGE = {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 16, "input_dropout": 0.1, "eval": None}
 
@@ -163,7 +163,9 @@ def test_train_job_local_logs_to_tracker(dataset, tmp_path):
     from sparkml_tf.testing import RecordingTracker
 
     s = settings_for(dataset, tmp_path, epochs=2)
-    job = Train(s["dataset_dir"], s["export_dir"], s["embeddings_dir"], s["checkpoint_dir"], model=AVERAGE, loss=s["loss"], launcher="local", epochs=2, batch_size=32)
+    job = Train(
+        s["dataset_dir"], s["export_dir"], s["embeddings_dir"], s["checkpoint_dir"], model=AVERAGE, loss=s["loss"], launcher="local", epochs=2, batch_size=32
+    )
     tracker = RecordingTracker()
     summary = job.run(RunContext(tracker=tracker))
     kinds = [c[0] for c in tracker.calls]

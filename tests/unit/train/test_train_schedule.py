@@ -68,7 +68,13 @@ def test_the_keras_schedule_matches():
 
 @pytest.mark.parametrize(
     "settings, key",
-    [({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"patience": -1}, "patience"), ({"lr_decay": "step"}, "lr_decay"), ({"epochs": 3, "max_steps": 10}, "epochs")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"patience": -1}, "patience"),
+        ({"lr_decay": "step"}, "lr_decay"),
+        ({"epochs": 3, "max_steps": 10}, "epochs"),
+    ],
 )
 def test_bad_settings_are_refused_at_their_key(settings, key):
     with pytest.raises(SparkmlTfError) as info:
