@@ -40,7 +40,7 @@ class ResolvedConfig:
         errors: List[ConfigError] = []
         built = build(self.config, refs, self.roots, errors=errors)
         if errors:
-            raise ConfigErrors([_at_macro(e, self.raw_config) for e in errors])
+            raise ConfigErrors([_at_macro(e, self.raw_config) for e in errors]) from errors[0].__cause__
         return built
 
 

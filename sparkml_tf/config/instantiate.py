@@ -12,7 +12,9 @@ from sparkml_tf.config.validation import RESERVED
 from sparkml_tf.errors import ConfigError, ConfigErrors, SparkmlTfError
 
 
-def build(node: Any, references: Dict[str, Any] = None, roots: Tuple[str, ...] = None, keys: List[Key] = None, errors: Optional[List[ConfigError]] = None) -> Any:
+def build(
+    node: Any, references: Dict[str, Any] = None, roots: Tuple[str, ...] = None, keys: List[Key] = None, errors: Optional[List[ConfigError]] = None
+) -> Any:
     """Build ``node`` depth first. A constructor that raises gets the path and type added and is chained.
 
     ``errors``: collect every constructor's error there and go on (None stands for what failed),
@@ -64,6 +66,8 @@ def build(node: Any, references: Dict[str, Any] = None, roots: Tuple[str, ...] =
         if len(problems) == 1:
             raise problems[0] from cause
         raise ConfigErrors(problems) from cause
+    for problem in problems:
+        problem.__cause__ = cause
     errors.extend(problems)
     return None
 

@@ -293,7 +293,7 @@ def cluster_warnings(resolved: Any, target: Target) -> List[str]:
     if isinstance(run_dir, str) and _is_local_file(run_dir) and not run_dir.startswith(("/dbfs/", "/Volumes/")):
         found.append(
             f"paths.run_dir '{run_dir}' is on local disk, and each {target.master} container has its own: "
-            "put it on shared storage (--set paths.run_dir=hdfs:///user/$USER/runs/NAME, or s3a://...)"
+            "put it on shared storage (--set paths.run_dir=hdfs:///user/$USER/runs/NAME)"
         )
     uri = (macros.get("mlflow") or {}).get("tracking_uri") if isinstance(macros.get("mlflow"), dict) else None
     if isinstance(uri, str) and uri.startswith("sqlite:") and target.cluster_mode:

@@ -28,7 +28,8 @@ def lock_path(path: str) -> str:
     return f"{str(path).rstrip('/')}{SUFFIX}"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +50,7 @@ def stale_reason(owner: Optional[Dict[str, Any]], stale_after_s: float = STALE_A
     if owner.get("host") == socket.gethostname():
         if owner.get("pid") == os.getpid():
             return None  # ours: a nested lock of the same run
-        if not _alive(int(owner.get("pid", -1))):
+        if not alive(int(owner.get("pid", -1))):
             return f"its process {owner.get('pid')} on this host is gone"
         return None
     age = time.time() - float(owner.get("started", 0))

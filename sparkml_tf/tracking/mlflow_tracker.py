@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
 from typing import Any, Dict, List, Optional
 
@@ -74,9 +75,11 @@ class MLflowTracker(Tracker):
         def _start():
             if self.tracking_uri:
                 mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_experiment(self.experiment)
+            experiment = mlflow.set_experiment(self.experiment)
+            close_dead_runs(mlflow.MlflowClient(), experiment.experiment_id)
+            owner = {"sparkml_tf.host": socket.gethostname(), "sparkml_tf.pid": str(os.getpid())}
             # MLFLOW_RUN_ID in the environment resumes a run: how separate spark-submits share one.
-            run = mlflow.start_run(run_name=self.run_name or run_name, tags={**self.tags, **(tags or {})})
+            run = mlflow.start_run(run_name=self.run_name or run_name, tags={**self.tags, **(tags or {}), **owner})
             return run.info.run_id
 
         self.run_id = self._guard("start run", _start)
@@ -155,6 +158,22 @@ class MLflowTracker(Tracker):
                 mlflow.tracking.MlflowClient().set_terminated(child.info.run_id, status="FAILED" if status == "FAILED" else "KILLED")
 
         self._guard(f"log child run {run_name}", _child)
+
+
+def close_dead_runs(client, experiment_id: str) -> List[str]:
+    """Mark KILLED the runs left RUNNING by a process of this host that is gone (a killed driver
+    cannot end its run); their ids. Runs of other hosts cannot be checked and are left alone."""
+    from sparkml_tf.io.locks import alive
+
+    host, closed = socket.gethostname(), []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200):
+        tags = run.data.tags
+        pid = tags.get("sparkml_tf.pid", "")
+        if tags.get("sparkml_tf.host") == host and pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+            LOGGER.warning("MLflow run %s was left RUNNING by process %s, which is gone: marked KILLED", run.info.run_id, pid)
+    return closed
 
 
 def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING_URI) -> Dict[str, str]:

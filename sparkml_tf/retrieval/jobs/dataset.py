@@ -67,13 +67,17 @@ class BuildDataset(Job):
             with checks.at("format"):
                 check_format(format)
             checks.require(bool(path), "path", f"format {format!r} reads a file: set path (dataset.path) to the ratings file or folder")
-        checks.require(training_format in TRAINING_FORMATS, "training_format", f"training_format must be one of {', '.join(TRAINING_FORMATS)}, got {training_format!r}")
+        checks.require(
+            training_format in TRAINING_FORMATS, "training_format", f"training_format must be one of {', '.join(TRAINING_FORMATS)}, got {training_format!r}"
+        )
         checks.require(
             not isinstance(num_shards, bool) and isinstance(num_shards, int) and num_shards >= 1,
             "num_shards", f"num_shards must be a whole number of at least 1 (one shard per training worker at least), got {num_shards!r}",
         )
         checks.require(
-            isinstance(target_fraction, (int, float)) and 0.0 < target_fraction < 1.0, "target_fraction", f"target_fraction must be in (0, 1), got {target_fraction!r}"
+            isinstance(target_fraction, (int, float)) and 0.0 < target_fraction < 1.0,
+            "target_fraction",
+            f"target_fraction must be in (0, 1), got {target_fraction!r}",
         )
         with checks.at("heldout_users"):
             num_heldout(heldout_users, 10**9)  # checks the value's form; the count needs the data

@@ -194,3 +194,26 @@ def test_run_context_force_is_restored_after_each_job(tmp_path):
     ctx = RunContext()
     p.run(ctx)
     assert ctx.force is False and ctx.lineage is None
+
+
+def test_an_mlflow_run_whose_process_died_is_marked_killed_at_the_next_start(tmp_path):
+    import socket
+
+    import mlflow
+
+    from sparkml_tf.tracking import MLflowTracker
+
+    db = f"sqlite:///{tmp_path}/mlruns.db"
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    client = mlflow.MlflowClient(db)
+    experiment = client.create_experiment("stuck")
+    stuck = client.create_run(experiment, tags={"sparkml_tf.host": socket.gethostname(), "sparkml_tf.pid": str(dead)})
+    other_host = client.create_run(experiment, tags={"sparkml_tf.host": "elsewhere", "sparkml_tf.pid": str(dead)})
+    tracker = MLflowTracker(tracking_uri=db, experiment="stuck", strict=True)
+    tracker.start("next")
+    tracker.end()
+    assert client.get_run(stuck.info.run_id).info.status == "KILLED"
+    assert client.get_run(other_host.info.run_id).info.status == "RUNNING"  # cannot be checked from here
