@@ -29,10 +29,11 @@ def _canonical(value: Any) -> str:
 
 
 def job_settings(job: Any) -> Dict[str, Any]:
-    """The settings that define a job's output: ``job.fingerprint_settings()`` when it has one,
-    else its public attributes (the constructor's values)."""
-    if hasattr(job, "fingerprint_settings"):
-        return job.fingerprint_settings()
+    """The settings that define a job's output: ``job.fingerprint_settings()`` when it has one, else
+    the ``params()`` it logs, else its public attributes (the constructor's values)."""
+    for method in ("fingerprint_settings", "params"):
+        if callable(getattr(job, method, None)):
+            return getattr(job, method)()
     return {k: v for k, v in sorted(vars(job).items()) if not k.startswith("_")}
 
 

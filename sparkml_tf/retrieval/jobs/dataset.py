@@ -104,9 +104,6 @@ class BuildDataset(Job):
     def outputs(self) -> List[str]:
         return [self.output_dir]
 
-    def fingerprint_settings(self) -> Dict[str, Any]:
-        return self.params()
-
     def params(self) -> Dict[str, Any]:
         return {
             "path": self.path if self.format != "generated" else "",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict
 
-from sparkml_tf.errors import SparkmlTfError
+from sparkml_tf.errors import bad_value
+from sparkml_tf.retrieval.models.inputs import multi_hot, whole_list_example
 
 LOSSES = ("mse", "softmax")
 NORMS = ("none", "sqrt", "mean")
@@ -41,15 +42,15 @@ class LinearAE:
         seed: int = 0,
     ):
         if isinstance(embedding_dim, bool) or not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"embedding_dim must be a positive whole number, got {embedding_dim!r}", "embedding_dim")
+            raise bad_value("embedding_dim", f"embedding_dim must be a positive whole number, got {embedding_dim!r}")
         if not 0.0 <= dropout < 1.0:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"dropout must be in [0, 1), got {dropout!r}", "dropout")
+            raise bad_value("dropout", f"dropout must be in [0, 1), got {dropout!r}")
         if l2 < 0:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"l2 must be at least 0, got {l2!r}", "l2")
+            raise bad_value("l2", f"l2 must be at least 0, got {l2!r}")
         if loss not in LOSSES:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"loss must be one of {', '.join(LOSSES)}, got {loss!r}", "loss")
+            raise bad_value("loss", f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if norm not in NORMS:
-            raise SparkmlTfError("CONFIG_BAD_VALUE", f"norm must be one of {', '.join(NORMS)}, got {norm!r}", "norm")
+            raise bad_value("norm", f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
         self.embedding_dim = int(embedding_dim)
         self.dropout = float(dropout)
         self.l2 = float(l2)
@@ -64,12 +65,7 @@ class LinearAE:
         return _net_class()(self, int(num_items))
 
     def preprocess(self, num_items: int, loss: Any = None) -> Callable[[Any], Dict[str, Any]]:
-        import tensorflow as tf
-
-        def make_example(items):
-            return {"items": tf.reshape(tf.cast(items, tf.int64), [-1])}
-
-        return make_example
+        return whole_list_example(num_items, loss)
 
     def __repr__(self) -> str:
         return (f"LinearAE(embedding_dim={self.embedding_dim}, dropout={self.dropout}, l2={self.l2}, loss={self.loss_kind!r}, "
@@ -92,12 +88,7 @@ def _net_class():
             self.built = True
 
         def multi_hot(self, items):
-            """int64 [B, L] with -1 pads -> float32 [B, num_items] (repeats count once)."""
-            items = tf.convert_to_tensor(items, tf.int64)
-            where = tf.where(items >= 0)
-            indices = tf.stack([where[:, 0], tf.gather_nd(items, where)], axis=1)
-            shape = tf.stack([tf.shape(items, out_type=tf.int64)[0], tf.constant(self.num_items, tf.int64)])
-            return tf.minimum(tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]], tf.float32), shape), 1.0)
+            return multi_hot(items, self.num_items)
 
         def _input(self, x, training):
             """Dropped-out, normalised input rows: x [B, N] multi-hot -> [B, N]."""

@@ -18,6 +18,7 @@ import functools
 from typing import Any, Callable, Dict, List, Optional
 
 from sparkml_tf.errors import bad_value
+from sparkml_tf.retrieval.models.inputs import multi_hot, whole_list_example
 
 
 class MultVAE:
@@ -51,12 +52,7 @@ class MultVAE:
         return _net_class()(self, int(num_items))
 
     def preprocess(self, num_items: int, loss: Any = None) -> Callable[[Any], Dict[str, Any]]:
-        import tensorflow as tf
-
-        def make_example(items):
-            return {"items": tf.reshape(tf.cast(items, tf.int64), [-1])}
-
-        return make_example
+        return whole_list_example(num_items, loss)
 
     def beta(self, step):
         import tensorflow as tf
@@ -101,12 +97,7 @@ def _net_class():
             self.built = True
 
         def multi_hot(self, items):
-            """int64 [B, L] with -1 pads -> float32 [B, num_items] (repeats count once)."""
-            items = tf.convert_to_tensor(items, tf.int64)
-            where = tf.where(items >= 0)
-            indices = tf.stack([where[:, 0], tf.gather_nd(items, where)], axis=1)
-            shape = tf.stack([tf.shape(items, out_type=tf.int64)[0], tf.constant(self.num_items, tf.int64)])
-            return tf.minimum(tf.scatter_nd(indices, tf.ones([tf.shape(indices)[0]], tf.float32), shape), 1.0)
+            return multi_hot(items, self.num_items)
 
         def encode(self, items, training: bool = False):
             x = tf.math.l2_normalize(self.multi_hot(items), axis=1)

@@ -34,5 +34,8 @@ def test_all_masked_is_zero_not_nan():
 
 
 def test_bad_negatives():
-    with pytest.raises(ValueError):
+    from sparkml_tf.errors import SparkmlTfError
+
+    with pytest.raises(SparkmlTfError) as info:
         BPRLoss(0)
+    assert info.value.code == "CONFIG_BAD_VALUE" and info.value.path == "num_negatives"
