@@ -180,7 +180,7 @@ def generate_candidates(
     """
     import pandas as pd
 
-    days = [check_date(d) for d in dates]
+    days = [parse_day(d) for d in dates]
     if requests_per_date < 1 or ads_per_request < 1:
         raise ValueError(f"requests_per_date and ads_per_request must be >= 1, got {requests_per_date}, {ads_per_request}")
     if not 1 <= ads_per_request <= num_ads:
@@ -236,7 +236,7 @@ def write_criteo_tsv(frame, path: str) -> int:
     return len(out)
 
 
-def check_date(value: str) -> str:
+def parse_day(value: str) -> str:
     """``value`` if it is a YYYY-MM-DD date, else ValueError."""
     try:
         parsed = datetime.date.fromisoformat(str(value))
@@ -295,5 +295,5 @@ def _c(name: str) -> int:
 
 __all__ = [
     "COLUMNS", "NUMERIC_FIELDS", "CATEGORICAL_FIELDS", "HIDDEN_CROSSES", "CONTEXT_FIELDS", "MALFORMED_VALUES", "WORLD_PARAMETERS",
-    "CtrWorld", "generate_ctr", "generate_candidates", "write_criteo_tsv", "check_date",
+    "CtrWorld", "generate_ctr", "generate_candidates", "write_criteo_tsv", "parse_day",
 ]  # fmt: skip

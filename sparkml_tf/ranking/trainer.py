@@ -43,7 +43,7 @@ def parse_batch(records, sizes: Dict[str, int]) -> Dict[str, Any]:
     return tf.io.parse_example(records, example_spec(sizes))
 
 
-def read_examples(files: List[str], sizes: Dict[str, int], batch_size: int = 4096, limit: Optional[int] = None):
+def read_ctr_batches(files: List[str], sizes: Dict[str, int], batch_size: int = 4096, limit: Optional[int] = None):
     """The examples of ``files`` in order, as parsed batches (validation, warm-up samples)."""
     import tensorflow as tf
 
@@ -64,7 +64,7 @@ def sample_examples(dataset_dir: str, split: str, sizes: Dict[str, int], num: in
     return {k: batch[k].numpy() for k in ("deep_ids", "wide_ids", "dense")}
 
 
-def binary_metrics(labels, logits) -> Dict[str, float]:
+def validation_metrics(labels, logits) -> Dict[str, float]:
     """``val_auc`` and ``val_logloss`` with the evaluator's definitions."""
     import numpy as np
 
@@ -123,12 +123,12 @@ class CtrTask:
             self._predict = tf.function(lambda features: net(features, training=False))
         labels, logits = [], []
         limit = int(self.max_validation) if self.max_validation else None
-        for batch in read_examples(self.validation_files, self.sizes, self.eval_batch_size, limit):
+        for batch in read_ctr_batches(self.validation_files, self.sizes, self.eval_batch_size, limit):
             labels.append(batch["label"].numpy())
             logits.append(self._predict(batch).numpy())
         if not labels:
             return {METRIC: float("nan"), "val_logloss": float("nan")}
-        return binary_metrics(np.concatenate(labels), np.concatenate(logits))
+        return validation_metrics(np.concatenate(labels), np.concatenate(logits))
 
 
 def train_ctr(settings: Dict[str, Any]) -> Dict[str, Any]:

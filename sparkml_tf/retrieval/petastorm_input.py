@@ -1,7 +1,7 @@
 """Trainer side: read the Parquet examples of ``BuildDataset(training_format="petastorm")`` with Petastorm.
 
 Files live in ``<dataset>/petastorm/{train,validation,test}/*.parquet`` (plain Parquet, no Petastorm
-metadata; see docs/petastorm.md). Each element of :func:`read_examples` is the same dict the TFRecord
+metadata; see docs/petastorm.md). Each element of :func:`read_petastorm_examples` is the same dict the TFRecord
 reader (:mod:`sparkml_tf.retrieval.records`) gives:
 
 - ``kind="train"``: ``{"user": string scalar, "items": int64 [n]}``, items by timestamp;
@@ -79,7 +79,7 @@ def _bytes_spec(kind: str):
 
 @contextlib.contextmanager
 def open_examples(directory: str, kind: str = "train", **options: Any) -> Iterator:
-    """As :func:`read_examples` (same options), as a context manager that stops Petastorm's reader on exit."""
+    """As :func:`read_petastorm_examples` (same options), as a context manager that stops Petastorm's reader on exit."""
     dataset, reader = _make(directory, kind, **options)
     try:
         yield dataset
@@ -87,7 +87,7 @@ def open_examples(directory: str, kind: str = "train", **options: Any) -> Iterat
         _close(reader)
 
 
-def read_examples(
+def read_petastorm_examples(
     directory: str,
     kind: str = "train",
     cur_shard: Optional[int] = None,
@@ -198,7 +198,7 @@ def trainer_source(dataset_dir: str, num_workers: int = 1, cache: bool = True):
         )
 
     def source(input_context):
-        dataset = read_examples(
+        dataset = read_petastorm_examples(
             directory,
             "train",
             cur_shard=input_context.input_pipeline_id,

@@ -247,11 +247,11 @@ class GenerateCtrCandidates(Job):
         seed: int = 0,
         name: str = "candidates",
     ):
-        from sparkml_tf.ranking.generate import check_date
+        from sparkml_tf.ranking.generate import parse_day
 
         if isinstance(dates, str) or not dates:
             raise ValueError(f"dates must be a non-empty list of YYYY-MM-DD strings, got {dates!r}")
-        self.dates = [check_date(d) for d in dates]
+        self.dates = [parse_day(d) for d in dates]
         if len(set(self.dates)) != len(self.dates):
             raise ValueError(f"dates repeat a day: {self.dates}")
         if int(requests_per_date) < 1 or int(ads_per_request) < 1 or int(ads_per_request) > int(num_ads):

@@ -27,7 +27,7 @@ def check_date(date: Any, where: str = "date") -> str:
     """``date`` as ``YYYY-MM-DD`` (a real calendar day), or CONFIG_BAD_VALUE saying how to pass it."""
     if date is None or date == "":
         raise ConfigError("CONFIG_BAD_VALUE", "no date to score; pass the day, e.g. --set run.date=2024-05-01", where)
-    from sparkml_tf.ranking.generate import check_date as parse_day
+    from sparkml_tf.ranking.generate import parse_day
 
     text = str(date)
     if "$" in text:

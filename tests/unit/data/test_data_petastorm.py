@@ -17,7 +17,7 @@ import tensorflow as tf  # noqa: E402
 from sparkml_tf.engine.base import RunContext  # noqa: E402
 from sparkml_tf.errors import DataError  # noqa: E402
 from sparkml_tf.retrieval.jobs.dataset import BuildDataset  # noqa: E402
-from sparkml_tf.retrieval.petastorm_input import open_examples, read_examples, read_validation, split_dir, to_url  # noqa: E402
+from sparkml_tf.retrieval.petastorm_input import open_examples, read_petastorm_examples, read_validation, split_dir, to_url  # noqa: E402
 from sparkml_tf.retrieval.trainer import train_worker  # noqa: E402
 from sparkml_tf.spark.barrier import LocalLauncher  # noqa: E402
 from sparkml_tf.train.launch import build_specs  # noqa: E402
@@ -48,7 +48,7 @@ def test_reads_train_and_eval_examples(built):
     assert not os.path.exists(os.path.join(out, "tfrecord"))
     truth = expected(out, "train", ("items",))
     assert len(truth) == stats["num_train_examples"] > 0
-    dataset = read_examples(split_dir(out, "train"), "train")
+    dataset = read_petastorm_examples(split_dir(out, "train"), "train")
     assert dataset.element_spec["items"] == tf.TensorSpec([None], tf.int64)
     assert dataset.element_spec["user"] == tf.TensorSpec([], tf.string)
     got = {ex["user"].decode(): (ex["items"].tolist(),) for ex in dataset.as_numpy_iterator()}
@@ -68,16 +68,16 @@ def test_each_shard_reads_its_own_row_groups(built):
     out, _ = built
     directory = split_dir(out, "train")
     shards = [
-        sorted(ex["user"].decode() for ex in read_examples(directory, cur_shard=i, shard_count=2, reader_pool_type="dummy").as_numpy_iterator())
+        sorted(ex["user"].decode() for ex in read_petastorm_examples(directory, cur_shard=i, shard_count=2, reader_pool_type="dummy").as_numpy_iterator())
         for i in range(2)
     ]
     assert shards[0] and shards[1] and not set(shards[0]) & set(shards[1])
     assert sorted(shards[0] + shards[1]) == sorted(expected(out, "train", ("items",)))
     with pytest.raises(DataError) as info:
-        read_examples(directory, cur_shard=0, shard_count=3)
+        read_petastorm_examples(directory, cur_shard=0, shard_count=3)
     assert info.value.code == "DATA_TOO_FEW_SHARDS"
     with pytest.raises(DataError):
-        read_examples(split_dir(out, "nothing"))
+        read_petastorm_examples(split_dir(out, "nothing"))
     assert to_url("/a/b") == "file:///a/b" and to_url("hdfs://nn/x/") == "hdfs://nn/x"
 
 

@@ -10,7 +10,7 @@ from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.ranking.jobs.export import ExportCtr
 from sparkml_tf.ranking.layout import CtrDataset
 from sparkml_tf.ranking.testing import write_ctr_dataset
-from sparkml_tf.ranking.trainer import read_examples, train_ctr_worker
+from sparkml_tf.ranking.trainer import read_ctr_batches, train_ctr_worker
 from sparkml_tf.serving.export import latest_version, read_metadata
 from sparkml_tf.spark.barrier import LocalLauncher
 from sparkml_tf.testing import RecordingTracker
@@ -48,16 +48,16 @@ def test_exports_skips_the_same_model_and_forces(trained, tmp_path):
     assert metadata["best_val_auc"] == pytest.approx(trained["summary"]["best_val_auc"])
 
     # The served model scores the validation set as the best epoch did.
-    from sparkml_tf.ranking.trainer import binary_metrics
+    from sparkml_tf.ranking.trainer import validation_metrics
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
     labels, logits, rows = [], [], set()
     sizes = metadata["inputs"]
-    for batch in read_examples(CtrDataset(trained["dataset"]).shard_files("validation"), sizes):
+    for batch in read_ctr_batches(CtrDataset(trained["dataset"]).shard_files("validation"), sizes):
         labels.append(batch["label"].numpy())
         logits.append(serve(deep_ids=batch["deep_ids"], wide_ids=batch["wide_ids"], dense=batch["dense"])["logit"].numpy())
         rows |= {tuple(r) for r in batch["deep_ids"].numpy().tolist()}
-    auc = binary_metrics(np.concatenate(labels), np.concatenate(logits))["val_auc"]
+    auc = validation_metrics(np.concatenate(labels), np.concatenate(logits))["val_auc"]
     assert auc == pytest.approx(trained["summary"]["best_val_auc"], abs=1e-6)
 
     # Warm-up requests are validation rows.

@@ -9,7 +9,7 @@ import tensorflow as tf
 from sparkml_tf.errors import DataError
 from sparkml_tf.ranking.model_dir import checkpoint_id, load_model_dir, read_json
 from sparkml_tf.ranking.testing import write_ctr_dataset
-from sparkml_tf.ranking.trainer import binary_metrics, read_examples, sample_examples, train_ctr_worker
+from sparkml_tf.ranking.trainer import read_ctr_batches, sample_examples, train_ctr_worker, validation_metrics
 from sparkml_tf.spark.barrier import LocalLauncher
 from sparkml_tf.train.launch import build_specs
 
@@ -50,10 +50,10 @@ def validation_auc(net, dataset, sizes):
     from sparkml_tf.ranking.layout import CtrDataset
 
     labels, logits = [], []
-    for batch in read_examples(CtrDataset(dataset).shard_files("validation"), sizes):
+    for batch in read_ctr_batches(CtrDataset(dataset).shard_files("validation"), sizes):
         labels.append(batch["label"].numpy())
         logits.append(net(batch).numpy())
-    return binary_metrics(np.concatenate(labels), np.concatenate(logits))["val_auc"]
+    return validation_metrics(np.concatenate(labels), np.concatenate(logits))["val_auc"]
 
 
 def test_learns_and_writes_model_dir(dataset, tmp_path):
@@ -131,11 +131,11 @@ def test_missing_and_wrong_inputs(dataset, tmp_path):
 def test_metrics_match_definitions():
     labels = np.array([0, 0, 1, 1, 0], np.float32)
     logits = np.array([-2.0, 0.5, 1.0, 0.5, -1.0])
-    metrics = binary_metrics(labels, logits)
+    metrics = validation_metrics(labels, logits)
     assert metrics["val_auc"] == pytest.approx((1 + 1 + 1 + 0.5 + 1 + 1) / 6)  # one positive-negative tie
     p = 1 / (1 + np.exp(-logits))
     assert metrics["val_logloss"] == pytest.approx(float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p))))
-    assert tf.math.is_nan(binary_metrics(np.ones(3), np.zeros(3))["val_auc"])
+    assert tf.math.is_nan(validation_metrics(np.ones(3), np.zeros(3))["val_auc"])
 
 
 def test_loop_checkpoints_weights_a_model_keeps_in_lists(tmp_path):
