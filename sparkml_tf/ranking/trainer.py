@@ -138,6 +138,8 @@ def train_ctr(settings: Dict[str, Any]) -> Dict[str, Any]:
     result = run_loop(task, settings)
     if not result.is_chief:
         return {"rank": result.rank}
+    if not result.finished:  # paused (a search rung): the checkpoints hold it, nothing to write yet
+        return {"best_val_auc": result.best_metric, **result.summary()}
     info = write_model_dir(
         settings["model_dir"],
         task.spec,

@@ -119,6 +119,8 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
     result = run_loop(task, settings)
     if not result.is_chief:
         return {"rank": result.rank}
+    if not result.finished:  # paused (a search rung): the checkpoints hold it, nothing to export yet
+        return {"best_ndcg": result.best_metric, **result.summary()}
     net = result.net
     export_path = export_saved_model(task.spec, task.loss, net, task.num_items, settings["export_dir"], result.history)
     write_embeddings(net, task.dataset_dir, settings["embeddings_dir"], force=bool(settings.get("force", False)))
