@@ -7,11 +7,12 @@ from typing import Any, Dict, List
 
 
 def _flat_numbers(value: Any) -> bool:
-    """Flat metrics: numbers, with perhaps a few notes (``"ease/skipped": "why"``)."""
+    """Flat metrics: numbers, with perhaps a few notes about a baseline (``"ease/skipped": "why"``);
+    a summary with other text (a scoring run's date and paths) is not a metrics table."""
     return (
         isinstance(value, dict)
         and any(isinstance(v, numbers.Number) for v in value.values())
-        and all(isinstance(v, (numbers.Number, str)) for v in value.values())
+        and all(isinstance(v, numbers.Number) or (isinstance(v, str) and "/" in str(k)) for k, v in value.items())
     )
 
 

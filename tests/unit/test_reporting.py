@@ -12,3 +12,14 @@ def test_baseline_columns_sit_beside_the_model_and_fit_their_names():
 
 def test_a_job_without_baselines_is_titled_by_its_name():
     assert format_results({"stats": {"rows": 3}}).splitlines()[1].split() == ["stats"]
+
+
+def test_a_summary_with_text_is_not_a_metrics_table_but_a_baseline_note_is():
+    from sparkml_tf.reporting import format_results
+
+    results = {
+        "evaluate": {"auc": 0.8, "ease/skipped": "30000 items need 3.6 GB > ease_max_memory_gb=2"},
+        "score": {"date": "2026-01-01", "scored": 943, "skipped": False},
+    }
+    text = format_results(results)
+    assert text.startswith("== evaluate ==") and "ease_max_memory_gb=2" in text and "2026-01-01" not in text
