@@ -32,9 +32,8 @@ def tiny(run_dir, db, ratings):
         "--set", f"mlflow.tracking_uri={db}",
         "--set", "mlflow.strict=true",
         "--set", "model.embedding_dim=16",
-        "--set", "train.epochs=3",
-        "--set", "train.batch_size=32",
-        "--set", "train.checkpoint_every_steps=5",
+        "--set", "train.max_steps=240",  # the data-sized schedule, its budget cut for a test
+        "--set", "train.checkpoint_every_steps=50",
         "--set", "index.ef_construction=50",
     ]
 
