@@ -19,22 +19,19 @@ def test_two_trials_then_a_failed_one(spark, repo_root, tmp_path):
     config = os.path.join(repo_root, "conf/smoke/config.json")
     macros = os.path.join(repo_root, "conf/smoke/macros.json")
     overrides = [f"paths.run_dir={tmp_path}/run", "train.epochs=2"]
-    space = {
-        "model.embedding_dim": {"type": "categorical", "choices": [4, 8, 0]},
-        "train.learning_rate": {"type": "float", "low": 0.003, "high": 0.03, "log": True},
-    }
+    space = {"train.batch_size": {"type": "categorical", "choices": [16, 32, 0]}, "train.patience": {"type": "int", "low": 1, "high": 3}}
     db = f"sqlite:///{tmp_path}/mlruns.db"
     tune = Tune(
         config, space, str(tmp_path / "tune"), macros=macros, overrides=overrides, trials=3, parallelism=2, seed=0,
-        include_defaults=False, enqueue=[{"model.embedding_dim": 8, "train.learning_rate": 0.01}, {"model.embedding_dim": 0, "train.learning_rate": 0.01}],
+        include_defaults=False, enqueue=[{"train.batch_size": 32, "train.patience": 3}, {"train.batch_size": 0, "train.patience": 3}],
     )
     tracker = MLflowTracker(tracking_uri=db, experiment="tune-test", strict=True)
     summary = Pipeline([tune], name="tune-test", tracking=tracker).run(spark=spark)["tune"]
 
-    # trial 1 asks for embedding_dim 0: refused when its settings are built, recorded, and the search went on
+    # trial 1 asks for batch_size 0: refused when its settings are built, recorded, and the search went on
     trials = json.loads((tmp_path / "tune" / "trials.json").read_text())
     assert [t["number"] for t in trials] == [0, 1, 2]
-    assert trials[1]["state"] == "FAILED" and "embedding_dim" in trials[1]["error"]
+    assert trials[1]["state"] == "FAILED" and "[CONFIG_BAD_VALUE] train.batch_size" in trials[1]["error"]
     assert summary["failed"] == 1 and summary["finished"] + summary["pruned"] == 2 and summary["finished"] >= 1
     best = trials[summary["best_trial"]]
     assert best["state"] == "FINISHED" and best["value"] == summary["best_best_ndcg"] > 0
@@ -42,10 +39,10 @@ def test_two_trials_then_a_failed_one(spark, repo_root, tmp_path):
     # the best macros run with the unchanged config
     with open(summary["best_macros"]) as f:
         best_macros = json.load(f)
-    assert best_macros["model"]["embedding_dim"] == best["params"]["model.embedding_dim"]
-    assert best_macros["train"]["learning_rate"] == best["params"]["train.learning_rate"]
+    assert best_macros["train"]["batch_size"] == best["params"]["train.batch_size"]
+    assert best_macros["train"]["patience"] == best["params"]["train.patience"]
     resolved = resolve(config, summary["best_macros"], [f"paths.run_dir={tmp_path}/run"])
-    assert resolved.macros["model"]["embedding_dim"] == best["params"]["model.embedding_dim"]
+    assert resolved.macros["train"]["batch_size"] == best["params"]["train.batch_size"]
 
     # one MLflow parent run, one child per trial with its validation curve by step
     import mlflow
