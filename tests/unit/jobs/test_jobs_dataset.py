@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from sparkml_tf.engine.base import RunContext
-from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.jobs.dataset import BuildDataset
 from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.testing import RecordingTracker
@@ -105,17 +104,22 @@ def test_force_rebuilds_and_movielens_file(spark, tmp_path):
 
 
 def test_constructor_checks():
-    with pytest.raises(DataError) as info:
-        BuildDataset("out", path="x", format="csv")
-    assert info.value.code == "DATA_UNKNOWN_FORMAT"
-    with pytest.raises(ValueError, match="path"):
-        BuildDataset("out", format="movielens-dat")
-    with pytest.raises(ValueError, match="num_userz"):
-        BuildDataset("out", generator={"num_userz": 3})
-    with pytest.raises(ValueError, match="training_format"):
-        BuildDataset("out", training_format="csv")
-    with pytest.raises(ValueError, match="heldout_users"):
-        BuildDataset("out", heldout_users=2.5)
+    from sparkml_tf.errors import ConfigError, ConfigErrors
+
+    def refused(**kwargs):
+        with pytest.raises(ConfigError) as info:
+            BuildDataset("out", **kwargs)
+        return [(e.code, e.path) for e in (info.value.errors if isinstance(info.value, ConfigErrors) else [info.value])]
+
+    assert refused(path="x", format="csv") == [("DATA_UNKNOWN_FORMAT", "format")]
+    assert refused(format="movielens-dat") == [("CONFIG_BAD_VALUE", "path")]
+    assert refused(generator={"num_userz": 3}) == [("CONFIG_BAD_VALUE", "generator")]
+    assert refused(training_format="csv") == [("CONFIG_BAD_VALUE", "training_format")]
+    assert refused(heldout_users=2.5) == [("CONFIG_BAD_VALUE", "heldout_users")]
+    # every refused setting at once
+    assert refused(format="movielens-dat", heldout_users=2.5, num_shards=0) == [
+        ("CONFIG_BAD_VALUE", "path"), ("CONFIG_BAD_VALUE", "num_shards"), ("CONFIG_BAD_VALUE", "heldout_users"),
+    ]
 
 
 def test_import_is_light():
