@@ -127,12 +127,19 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
-def cmd_run(args) -> int:
+def _resolve_to_run(args):
+    """As :func:`_resolve`; the ``--allow-import`` roots also go to what builds model specs later
+    (:func:`sparkml_tf.train.launch.build_specs`), through the environment of this process."""
     resolved = _resolve(args)
-    if args.allowed:  # model specs are built later (sparkml_tf.train.launch): they need the same roots
+    if args.allowed:
         from sparkml_tf.config.imports import ENV_ALLOWED
 
         os.environ[ENV_ALLOWED] = ",".join(resolved.roots)
+    return resolved
+
+
+def cmd_run(args) -> int:
+    resolved = _resolve_to_run(args)
     target = resolved.build()
     from sparkml_tf.engine.base import Job, Pipeline, RunContext
 
@@ -183,11 +190,7 @@ def cmd_tune(args) -> int:
     from sparkml_tf.engine.base import Pipeline
     from sparkml_tf.tuning.search import Tune
 
-    resolved = _resolve(args)
-    if args.allowed:
-        from sparkml_tf.config.imports import ENV_ALLOWED
-
-        os.environ[ENV_ALLOWED] = ",".join(resolved.roots)
+    resolved = _resolve_to_run(args)
     base = resolved.build()
     output = args.output or _run_dir(resolved, "tune")
     tune = Tune(args.config, args.space, output, macros=args.macros, overrides=args.overrides, trials=args.trials, parallelism=args.parallelism,

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from sparkml_tf.engine.base import RunContext
-from sparkml_tf.io.filesystems import write_json
+from sparkml_tf.io.filesystems import read_json, write_json
+
+LOGGER = logging.getLogger(__name__)
+
+
+def previous_metrics(output_path: str, force: bool, name: str) -> Optional[Dict[str, Any]]:
+    """The metrics an earlier run of this evaluation wrote, unless ``force``: the job skips then."""
+    existing = None if force else read_json(output_path)
+    if existing is not None:
+        LOGGER.info("%s: %s exists; skipping evaluation (use --force to redo)", name, output_path)
+    return existing
 
 
 def save_metrics(ctx: RunContext, output_path: str, metrics: Dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Dict, Iterator, Optional
 
 from sparkml_tf.errors import ConfigError, OutputError
-from sparkml_tf.io.filesystems import delete, exists, normalize, read_json, resolve, uri_for, write_text
+from sparkml_tf.io.filesystems import delete, exists, read_json, resolve, uri_for, write_text
 
 LOGGER = logging.getLogger(__name__)
 MARKER = "_SPARKML_TF_COMPLETE"
@@ -140,5 +140,4 @@ __all__ = [
     "write_lineage",
     "lineage_path",
     "clean_leftovers",
-    "normalize",
 ]

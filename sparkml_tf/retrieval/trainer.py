@@ -67,7 +67,8 @@ class RetrievalTask:
         self.dataset_dir = settings["dataset_dir"]
         self.spec = spec_of(settings["model"], "model")
         self.loss = spec_of(settings.get("loss"), "loss")
-        self.stats = read_stats(self.dataset_dir)
+        self.layout = RetrievalDataset(self.dataset_dir)
+        self.stats = self.layout.read_stats()
         self.num_items = int(self.stats["num_items"])
         self.source = source
         self.cache = bool(settings.get("cache", True))
@@ -89,16 +90,15 @@ class RetrievalTask:
 
             self.source = trainer_source(self.dataset_dir, num_workers, cache=self.cache)
         if self.source is None:
-            layout = RetrievalDataset(self.dataset_dir)
-            train_files = layout.shard_files("train")
-            check_shards(train_files, num_workers, layout.tfrecord_dir("train"))
+            train_files = self.layout.shard_files("train")
+            check_shards(train_files, num_workers, self.layout.tfrecord_dir("train"))
             self.source = tfrecord_source(train_files, cache=self.cache)
         if self.petastorm:
             from sparkml_tf.retrieval.petastorm_input import read_validation as read_petastorm_validation
 
             self.validation = read_petastorm_validation(self.dataset_dir)
         else:
-            self.validation = read_validation(RetrievalDataset(self.dataset_dir).shard_files("validation"))
+            self.validation = read_validation(self.layout.shard_files("validation"))
         self.preprocess = self.spec.preprocess(self.num_items, self.loss)
 
     def build(self):

@@ -12,9 +12,8 @@ import uuid
 from typing import Any, Dict, List, Sequence, Tuple
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.engine.results import save_metrics
+from sparkml_tf.engine.results import previous_metrics, save_metrics
 from sparkml_tf.errors import ConfigError, DataError
-from sparkml_tf.io.filesystems import read_json
 from sparkml_tf.io.outputs import check_location
 
 LOGGER = logging.getLogger(__name__)
@@ -80,9 +79,8 @@ class EvaluateCtr(Job):
         return [self.output_path]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
-        existing = read_json(self.output_path)
-        if existing is not None and not ctx.force:
-            LOGGER.info("%s exists; skipping evaluation (use --force to redo)", self.output_path)
+        existing = previous_metrics(self.output_path, ctx.force, self.name)
+        if existing is not None:
             return existing
         from sparkml_tf.serving.export import latest_version
 

@@ -13,9 +13,8 @@ import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.engine.results import save_metrics
+from sparkml_tf.engine.results import previous_metrics, save_metrics
 from sparkml_tf.errors import DataError
-from sparkml_tf.io.filesystems import read_json
 from sparkml_tf.io.outputs import check_location
 
 LOGGER = logging.getLogger(__name__)
@@ -88,9 +87,8 @@ class Evaluate(Job):
         return [f"{m}@{k}" for k in self.ks for m in ("recall", "recall_spark", "ndcg")]
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
-        existing = read_json(self.output_path)
-        if existing is not None and not ctx.force:
-            LOGGER.info("%s exists; skipping evaluation (use --force to redo)", self.output_path)
+        existing = previous_metrics(self.output_path, ctx.force, self.name)
+        if existing is not None:
             return existing
         from pyspark.sql import functions as F
 
