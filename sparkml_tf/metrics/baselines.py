@@ -69,30 +69,8 @@ class Ease:
         return 4 * n * n + 16 * min(self.block, n) * n
 
     def fit(self, users: np.ndarray, items: np.ndarray) -> "Ease":
-        from scipy import sparse
-        from scipy.linalg import lapack
-
-        items = _check_ids(items, self.num_items, "train items")
-        _, user_rows = np.unique(np.asarray(users), return_inverse=True)
-        n = self.num_items
-        X = sparse.csr_matrix((np.ones(len(items), np.float32), (user_rows, items)), shape=(int(user_rows.max(initial=-1)) + 1, n))
-        X.data[:] = 1.0  # repeated (user, item) pairs count once: X is binary
-        G = np.zeros((n, n), np.float32)
-        XT = X.T.tocsr()
-        for start in range(0, n, self.block):  # G[rows] = X[:, rows]ᵀ X, one block of item rows at a time
-            G[start : start + self.block] = (XT[start : start + self.block] @ X).toarray()
-        del XT, X
-        G[np.diag_indices(n)] += self.lam
-        # G is symmetric, so its transpose is the same matrix in Fortran order: LAPACK works on it in place.
-        factor, info = lapack.spotrf(G.T, lower=0, clean=0, overwrite_a=1)
-        if info == 0:
-            P, info = lapack.spotri(factor, lower=0, overwrite_c=1)
-        if info != 0:
-            raise DataError("EVALUATE_EASE_FAILED", f"the regularized Gram matrix could not be inverted (LAPACK info {info}); raise ease_lambda")
-        _symmetrize_upper(P, self.block)
-        P /= -np.diag(P).copy()[None, :]  # B = I - P·diag(1/diag(P)), off the diagonal
-        P[np.diag_indices(n)] = 0.0
-        self.B = P
+        G = gram_matrix(users, items, self.num_items, self.block)
+        self.B = ease_weights(G, self.lam, self.block, overwrite=True)
         return self
 
     def score(self, foldin: np.ndarray) -> np.ndarray:
@@ -106,6 +84,45 @@ class Ease:
         keep = cols != PAD
         X[rows[keep], _check_ids(cols[keep], self.num_items, "fold-in items")] = 1.0
         return X @ self.B
+
+
+def gram_matrix(users: np.ndarray, items: np.ndarray, num_items: int, block: int = 1024) -> np.ndarray:
+    """``XᵀX`` (dense float32 ``N×N``) of the binary user×item matrix of the (user, item id) pairs,
+    accumulated from the sparse matrix a block of item rows at a time (repeated pairs count once)."""
+    from scipy import sparse
+
+    items = _check_ids(items, num_items, "train items")
+    _, user_rows = np.unique(np.asarray(users), return_inverse=True)
+    n = int(num_items)
+    X = sparse.csr_matrix((np.ones(len(items), np.float32), (user_rows, items)), shape=(int(user_rows.max(initial=-1)) + 1, n))
+    X.data[:] = 1.0  # repeated (user, item) pairs count once: X is binary
+    G = np.zeros((n, n), np.float32)
+    XT = X.T.tocsr()
+    for start in range(0, n, block):  # G[rows] = X[:, rows]ᵀ X, one block of item rows at a time
+        G[start : start + block] = (XT[start : start + block] @ X).toarray()
+    return G
+
+
+def ease_weights(G: np.ndarray, lam: float, block: int = 1024, overwrite: bool = False) -> np.ndarray:
+    """EASE's ``B = I - P·diag(1/diag(P))`` with ``P = (G + λI)⁻¹`` and ``diag(B) = 0``, float32.
+
+    With ``overwrite`` the work happens in ``G`` itself (no second ``N×N`` array; ``G`` is then
+    ``B``); otherwise on a copy, so one Gram matrix serves several ``λ``."""
+    from scipy.linalg import lapack
+
+    n = len(G)
+    G = G if overwrite else G.copy()
+    G[np.diag_indices(n)] += np.float32(lam)
+    # G is symmetric, so its transpose is the same matrix in Fortran order: LAPACK works on it in place.
+    factor, info = lapack.spotrf(G.T, lower=0, clean=0, overwrite_a=1)
+    if info == 0:
+        P, info = lapack.spotri(factor, lower=0, overwrite_c=1)
+    if info != 0:
+        raise DataError("EVALUATE_EASE_FAILED", f"the regularized Gram matrix could not be inverted (LAPACK info {info}); raise the L2 weight λ (now {lam})")
+    _symmetrize_upper(P, block)
+    P /= -np.diag(P).copy()[None, :]  # B = I - P·diag(1/diag(P)), off the diagonal
+    P[np.diag_indices(n)] = 0.0
+    return P
 
 
 def _symmetrize_upper(P: np.ndarray, block: int) -> None:
@@ -135,4 +152,4 @@ def recommend(model, foldin: np.ndarray, k: int, batch_size: int = 1024) -> np.n
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
-__all__: Sequence[str] = ["Popular", "Ease", "build", "recommend"]
+__all__: Sequence[str] = ["Popular", "Ease", "build", "recommend", "gram_matrix", "ease_weights"]

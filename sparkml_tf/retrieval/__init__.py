@@ -16,6 +16,7 @@ _LAZY = {
     "AverageModel": "sparkml_tf.retrieval.models.average",
     "MultVAE": "sparkml_tf.retrieval.models.vae",
     "LinearAE": "sparkml_tf.retrieval.models.linear_ae",
+    "Ease": "sparkml_tf.retrieval.models.ease",
     "BPRLoss": "sparkml_tf.retrieval.models.losses",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -118,6 +118,23 @@ def parse_train_batch(records):
     return parsed["items"]
 
 
+def read_train_pairs(files: List[str]):
+    """Every training (user row, item id) pair of ``files`` as two int64 numpy arrays (users numbered
+    by their order in the shards): what a closed-form fit needs in memory."""
+    import numpy as np
+    import tensorflow as tf
+
+    users, items, offset = [], [], 0
+    for records in tf.data.TFRecordDataset(list(files), compression_type="GZIP").batch(4096):
+        ragged = parse_train_batch(records)
+        users.append(ragged.value_rowids().numpy() + offset)
+        items.append(ragged.flat_values.numpy())
+        offset += int(ragged.nrows())
+    if not users:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(users), np.concatenate(items)
+
+
 def tfrecord_source(files: List[str], cache: bool = True):
     """The default input: each worker reads its own shards (files[worker::num_workers]).
 

@@ -13,9 +13,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.layout import RetrievalDataset
-from sparkml_tf.retrieval.records import read_validation, tfrecord_source, training_batches
+from sparkml_tf.retrieval.records import read_train_pairs, read_validation, tfrecord_source, training_batches
 from sparkml_tf.serving.export import publish_version
-from sparkml_tf.train.loop import check_shards, cluster_info, copy_weights, run_loop, spec_of
+from sparkml_tf.train.loop import LoopResult, check_shards, cluster_info, copy_weights, log, run_loop, spec_of
 
 __all__ = ["train_worker", "train", "read_stats", "ndcg_at_k"]
 
@@ -116,7 +116,7 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
     """``train_worker`` with a pluggable input: ``source(input_context)`` -> dataset of per-user items
     (the benchmark feeds in-memory tensors through it)."""
     task = RetrievalTask(settings, source)
-    result = run_loop(task, settings)
+    result = fit_closed_form(task, settings) if getattr(task.spec, "closed_form", False) else run_loop(task, settings)
     if not result.is_chief:
         return {"rank": result.rank}
     if not result.finished:  # paused (a search rung): the checkpoints hold it, nothing to export yet
@@ -130,6 +130,81 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
         "export_path": export_path,
         "embeddings_dir": settings["embeddings_dir"],
     }
+
+
+def fit_closed_form(task: "RetrievalTask", settings: Dict[str, Any]) -> LoopResult:
+    """Fit a closed-form model (:class:`sparkml_tf.retrieval.models.ease.Ease`): every worker builds the
+    Gram matrix from all training shards, fits its share of the L2 grid and scores it on validation;
+    the scores are all-reduced, and every worker ends holding the best fit (the chief exports it)."""
+    import time
+
+    import numpy as np
+
+    from sparkml_tf.metrics.baselines import ease_weights, gram_matrix
+    from sparkml_tf.spark.executor import configure_tf_threads
+
+    cluster = cluster_info()
+    rank, num_workers = cluster["rank"], cluster["num_workers"]
+    configure_tf_threads(settings.get("tf_threads"))
+    import tensorflow as tf
+
+    spec = task.spec
+    strategy = tf.distribute.MultiWorkerMirroredStrategy() if num_workers > 1 else None  # before any other TF op
+    if task.num_items > spec.max_items:
+        raise DataError(
+            "TRAIN_MODEL_TOO_LARGE",
+            f"Ease holds dense {task.num_items}×{task.num_items} matrices ({spec.memory_bytes(task.num_items) / 2**30:.1f} GiB per worker while "
+            f"fitting), above its max_items={spec.max_items}; use LinearAE for this catalogue, or raise model.max_items if the workers have the memory",
+            "model.max_items",
+        )
+    started = time.perf_counter()
+    if task.petastorm:
+        raise DataError("TRAIN_UNSUPPORTED_INPUT", "Ease reads the TFRecord shards; build the dataset with training_format 'tfrecord'", "model")
+    task.validation = read_validation(task.layout.shard_files("validation"))
+    users, items = read_train_pairs(task.layout.shard_files("train"))
+    G = gram_matrix(users, items, task.num_items)
+    del users, items
+    if rank == 0:
+        log(rank, f"Ease: Gram matrix of {task.num_items} items in {time.perf_counter() - started:.1f}s; L2 grid {spec.grid} over {num_workers} worker(s)")
+    net = spec.build(task.num_items)
+    scores = np.zeros(len(spec.grid), np.float64)
+    seconds = np.zeros(len(spec.grid), np.float64)
+    best, best_B = -1, None
+    for i in range(rank, len(spec.grid), num_workers):
+        start = time.perf_counter()
+        B = ease_weights(G, spec.grid[i])
+        net.set_weights_from(B)
+        scores[i] = ndcg_at_k(net, *task.validation)
+        seconds[i] = time.perf_counter() - start
+        log(rank, f"Ease l2={spec.grid[i]:g}: {task.metric} {scores[i]:.4f}, {seconds[i]:.1f}s")
+        if not spec.refit and (best < 0 or scores[i] > scores[best]):
+            best, best_B = i, B  # kept, so the chief need not fit it again
+        del B
+    if strategy is not None:  # each worker filled its own entries; a sum gathers them all
+        def gather(v):
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, v)
+
+        reduced = strategy.run(gather, args=(tf.constant(np.stack([scores, seconds])),))
+        scores, seconds = strategy.experimental_local_results(reduced)[0].numpy()
+    chosen = int(np.nanargmax(scores))
+    if rank == 0 and spec.refit:  # λ is chosen: fit it again on every user not held out for test
+        del best_B
+        inputs, targets = task.validation
+        both = np.concatenate([inputs, targets], axis=1)
+        rows = np.broadcast_to(np.arange(len(both))[:, None], both.shape)
+        G += gram_matrix(rows[both >= 0], both[both >= 0], task.num_items)
+        net.set_weights_from(ease_weights(G, spec.grid[chosen], overwrite=True))
+        log(rank, f"Ease: kept l2={spec.grid[chosen]:g} ({task.metric} {scores[chosen]:.4f}), refitted on the training and validation users")
+    elif rank == 0:
+        net.set_weights_from(best_B if chosen == best else ease_weights(G, spec.grid[chosen], overwrite=True))
+        log(rank, f"Ease: kept l2={spec.grid[chosen]:g} ({task.metric} {scores[chosen]:.4f})")
+    del G
+    history = [{"epoch": i, "step": 0, "l2": lam, task.metric: float(scores[i]), "seconds": float(seconds[i])} for i, lam in enumerate(spec.grid)]
+    return LoopResult(
+        net=net, history=history, best_metric=float(scores[chosen]), epochs_run=len(spec.grid), steps=0, resumed_from_step=0,
+        steps_per_epoch=0, global_batch_size=0, rank=rank, num_workers=num_workers,
+        schedule={"closed_form": True, "l2_grid": list(spec.grid), "l2": spec.grid[chosen], "refit": spec.refit},
+    )
 
 
 def export_saved_model(spec, loss, net, num_items: int, export_dir: str, history: List[Dict[str, Any]]) -> str:

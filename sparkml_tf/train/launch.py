@@ -102,7 +102,7 @@ def training_curves(history: List[Dict[str, Any]], panels: Sequence[Tuple[str, s
 
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(4.5 * len(panels), 3.5))
-    axes = fig.subplots(1, len(panels))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for axis, (key, title, color) in zip(axes, panels):
         axis.plot(epochs, [h[key] for h in history], marker="o", color=color)
         axis.set(title=title, xlabel="epoch")

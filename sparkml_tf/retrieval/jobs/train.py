@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.errors import Checks
 from sparkml_tf.io.outputs import check_location, is_complete
-from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
+from sparkml_tf.train.launch import CURVES, check_launcher, check_subconfigs, launch, training_curves
 from sparkml_tf.train.schedule import check_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -127,11 +127,13 @@ class Train(Job):
         params.update({f"schedule.{k}": v for k, v in summary.get("schedule", {}).items()})  # what the data-sized schedule chose
         tracker.log_params({f"{self.name}.{k}": v for k, v in params.items()})
         history = summary.get("history", [])
-        for entry in history:
-            tracker.log_metrics({"loss": entry["loss"], "val_ndcg@100": entry["val_ndcg@100"], "epoch_seconds": entry["seconds"]}, step=entry["epoch"])
+        for entry in history:  # a closed-form fit (Ease) has no loss: one entry per L2 value tried
+            metrics = {"loss": entry.get("loss"), "val_ndcg@100": entry["val_ndcg@100"], "epoch_seconds": entry["seconds"], "l2": entry.get("l2")}
+            tracker.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=entry["epoch"])
         tracker.log_metrics({"best_val_ndcg@100": summary["best_ndcg"], "train_steps": summary["steps"], "epochs_run": summary["epochs_run"],
                              "resumed_from_step": summary.get("resumed_from_step", 0)})
         if summary.get("export_path"):
             tracker.log_artifact(summary["export_path"], "model")
         if history:
-            tracker.log_figure(training_curves(history), "plots/training_curves.png")
+            panels = CURVES if "loss" in history[0] else CURVES[1:]
+            tracker.log_figure(training_curves(history, panels), "plots/training_curves.png")
