@@ -272,6 +272,18 @@ class HnswIndex:
         return cls(index, table.column("id").to_numpy(), table.column("item").to_numpy(zero_copy_only=False).astype(object), params)
 
 
+def read_index_items(directory: str) -> Tuple[np.ndarray, np.ndarray]:
+    """An index's (vocab ids, item names), without loading the graph: what maps a user's items to ids."""
+    import pyarrow.parquet as pq
+
+    with _local_dir_for_read(directory) as local:
+        path = os.path.join(local, IDS_FILE)
+        if not os.path.exists(path):
+            raise DataError("DATA_NOT_FOUND", f"no {IDS_FILE} here; run the BuildIndex job first or fix the path", directory)
+        table = pq.read_table(path)
+    return table.column("id").to_numpy(), table.column("item").to_numpy(zero_copy_only=False).astype(object)
+
+
 # ---- local copies of remote directories --------------------------------------------------
 
 

@@ -18,6 +18,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from sparkml_tf.io.partitions import parse_day
+
 NUMERIC_FIELDS = tuple(f"I{i}" for i in range(1, 14))
 CATEGORICAL_FIELDS = tuple(f"C{i}" for i in range(1, 27))
 COLUMNS = ("label",) + NUMERIC_FIELDS + CATEGORICAL_FIELDS
@@ -234,17 +236,6 @@ def write_criteo_tsv(frame, path: str) -> int:
     with filesystem.open_output_stream(local) as f:  # compression detected from the extension
         f.write(text.encode("utf-8"))
     return len(out)
-
-
-def parse_day(value: str) -> str:
-    """``value`` if it is a YYYY-MM-DD date, else ValueError."""
-    try:
-        parsed = datetime.date.fromisoformat(str(value))
-    except ValueError as e:
-        raise ValueError(f"dates must be YYYY-MM-DD strings, got {value!r}") from e
-    if parsed.isoformat() != str(value):
-        raise ValueError(f"dates must be YYYY-MM-DD strings, got {value!r}")
-    return str(value)
 
 
 def candidates_arrow_schema(malformed: bool):

@@ -13,6 +13,7 @@ _LAZY = {
     "BuildIndex": "sparkml_tf.retrieval.jobs.index",
     "Predict": "sparkml_tf.retrieval.jobs.predict",
     "Evaluate": "sparkml_tf.retrieval.jobs.evaluate",
+    "Recommend": "sparkml_tf.retrieval.jobs.recommend",
     "AverageModel": "sparkml_tf.retrieval.models.average",
     "MultVAE": "sparkml_tf.retrieval.models.vae",
     "LinearAE": "sparkml_tf.retrieval.models.linear_ae",

@@ -13,7 +13,7 @@ the model (see :func:`sparkml_tf.spark.executor.freeze_heap`): Spark's per-task 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -158,16 +158,20 @@ def make_user_embedding_fn(
     return user_embeddings
 
 
-def drop_seen(ranked: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
-    """Remove each row's ``seen`` ids from ``ranked`` (order kept) and keep ``k`` columns, -1 padded."""
+def drop_seen(ranked: np.ndarray, seen: np.ndarray, k: int, scores: Optional[np.ndarray] = None):
+    """Remove each row's ``seen`` ids from ``ranked`` (order kept) and keep ``k`` columns, -1 padded;
+    with ``scores`` (aligned with ``ranked``), return the kept ids and their scores (NaN at pads)."""
     from sparkml_tf.metrics.ranking import hits_matrix
 
     mask = hits_matrix(ranked, seen) | (ranked == PAD)
     order = np.argsort(mask, axis=1, kind="stable")  # unseen first, in rank order
-    kept = np.where(np.take_along_axis(mask, order, axis=1), PAD, np.take_along_axis(ranked, order, axis=1))
+    dropped = np.take_along_axis(mask, order, axis=1)
+    kept = np.where(dropped, PAD, np.take_along_axis(ranked, order, axis=1))
+    kept_scores = None if scores is None else np.where(dropped, np.nan, np.take_along_axis(scores, order, axis=1)).astype(np.float32)
     if kept.shape[1] < k:
         kept = np.pad(kept, ((0, 0), (0, k - kept.shape[1])), constant_values=PAD)
-    return kept[:, :k]
+        kept_scores = None if scores is None else np.pad(kept_scores, ((0, 0), (0, k - kept_scores.shape[1])), constant_values=np.nan)
+    return kept[:, :k] if scores is None else (kept[:, :k], kept_scores[:, :k])
 
 
 def make_topk_metrics_fn(
@@ -209,3 +213,54 @@ def make_topk_metrics_fn(
             )
 
     return topk_metrics
+
+
+def make_recommend_fn(cache_key: str, model_path: str, index_dir: str, k: int, batch_size: int, threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """The Recommend ``mapInArrow`` function: batches of (user, items list<long>[, seen list<long>]) ->
+    one row per recommendation (user, rank int, item string, score float): the user's embedding by
+    the model from ``items``, ``k + #seen`` candidates from the index, the ``seen`` items (default:
+    ``items``) dropped, the best ``k`` kept."""
+    k = int(k)
+
+    def recommend(batches):
+        import pyarrow as pa
+
+        from sparkml_tf.index.hnsw import HnswIndex
+        from sparkml_tf.spark.executor import cached
+
+        fn = load_model(cache_key, model_path, threads=threads, freeze=True)
+        index = cached("hnsw", cache_key, index_dir, lambda: HnswIndex.load(index_dir))
+        names = cached("hnsw-names", cache_key, index_dir, lambda: _names_by_id(index))
+        schema = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            users = batch.column(batch.schema.get_field_index("user"))
+            offsets, flat = list_offsets_values(batch.column(batch.schema.get_field_index("items")))
+            vectors = embed_lists(fn, offsets, flat, batch_size)
+            seen_at = batch.schema.get_field_index("seen")  # every item the user has (default: the input items)
+            seen_lists = list_offsets_values(batch.column(seen_at)) if seen_at >= 0 else (offsets, flat)
+            seen = padded_from_offsets(*seen_lists, min_width=1)
+            extra = int((seen != PAD).sum(axis=1).max(initial=0))
+            candidates, scores = index.query(vectors, k + extra)
+            kept, kept_scores = drop_seen(candidates, seen, k, scores)
+            valid = kept != PAD
+            rows, ranks = np.nonzero(valid)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    users.take(pa.array(rows)),
+                    pa.array((ranks + 1).astype(np.int32)),
+                    pa.array(names[kept[valid]], pa.string()),
+                    pa.array(kept_scores[valid].astype(np.float32)),
+                ],
+                schema=schema,
+            )
+
+    return recommend
+
+
+def _names_by_id(index) -> np.ndarray:
+    """Item names indexed by vocab id (object array; ids outside the index map to None)."""
+    names = np.full(int(index.ids.max(initial=-1)) + 1, None, dtype=object)
+    names[index.ids] = index.items
+    return names

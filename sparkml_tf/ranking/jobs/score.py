@@ -2,10 +2,9 @@
 
 One run scores ``<candidates_path>/date=<date>/`` with the newest exported model and publishes
 ``<output_path>/date=<date>/`` (scores) and ``<quarantine_path>/date=<date>/`` (rows that could
-not be scored, with a reason). Each partition is written under ``<root>/_staging/`` (which
-Spark and pyarrow never list: a leading underscore and no '=') with
-:func:`~sparkml_tf.io.outputs.atomic_output`, then renamed into place whole, so readers of the
-table never see a half-written partition, whatever happens to the run. docs/scoring.md.
+not be scored, with a reason). Each partition is staged and published whole
+(:mod:`sparkml_tf.io.partitions`), so readers of the table never see a half-written partition,
+whatever happens to the run. docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -15,71 +14,12 @@ import uuid
 from typing import Any, Dict, Optional, Sequence
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.errors import ConfigError, DataError, OutputError
-from sparkml_tf.io.outputs import MARKER, atomic_output, is_complete
+from sparkml_tf.errors import ConfigError, DataError
+from sparkml_tf.io.outputs import atomic_output, is_complete
+from sparkml_tf.io.partitions import check_date, clear_staging, partition_path, publish, refuse_foreign, staging_path
 
 LOGGER = logging.getLogger(__name__)
-STAGING = "_staging"
 SUMMARY = "_SCORE_SUMMARY.json"  # in the published partition: what produced it (a rerun's skip returns it)
-
-
-def check_date(date: Any, where: str = "date") -> str:
-    """``date`` as ``YYYY-MM-DD`` (a real calendar day), or CONFIG_BAD_VALUE saying how to pass it."""
-    if date is None or date == "":
-        raise ConfigError("CONFIG_BAD_VALUE", "no date to score; pass the day, e.g. --set run.date=2024-05-01", where)
-    from sparkml_tf.ranking.generate import parse_day
-
-    text = str(date)
-    if "$" in text:
-        raise ConfigError("CONFIG_BAD_VALUE", f"date is the unfilled macro {text!r}; pass the day to score, e.g. --set run.date=2024-05-01", where)
-    try:
-        return parse_day(text)
-    except ValueError as e:
-        raise ConfigError("CONFIG_BAD_VALUE", f"date must be a day as YYYY-MM-DD, got {text!r}; e.g. --set run.date=2024-05-01", where) from e
-
-
-def partition_path(root: str, date: str) -> str:
-    return f"{root.rstrip('/')}/date={date}"
-
-
-def staging_path(root: str, date: str) -> str:
-    return f"{root.rstrip('/')}/{STAGING}/date={date}"
-
-
-def clear_staging(root: str, date: str) -> None:
-    """Remove what an earlier run of ``date`` left in ``_staging`` (a killed run's temp dirs)."""
-    from pyarrow import fs
-
-    from sparkml_tf.io.filesystems import delete, resolve
-
-    filesystem, local = resolve(f"{root.rstrip('/')}/{STAGING}")
-    name = f"date={date}"
-    for info in filesystem.get_file_info(fs.FileSelector(local, allow_not_found=True)):
-        if info.base_name == name or info.base_name.startswith(f"{name}.tmp-"):
-            delete(filesystem, info.path)
-
-
-def publish(staged: str, final: str) -> None:
-    """Move a complete staged partition to ``final``, replacing what was there."""
-    from sparkml_tf.io.filesystems import delete, resolve
-
-    filesystem, staged_local = resolve(staged)
-    _, final_local = resolve(final)
-    delete(filesystem, final_local)  # some object stores cannot move over a directory
-    filesystem.move(staged_local, final_local)
-
-
-def refuse_foreign(path: str, force: bool) -> None:
-    """OUTPUT_EXISTS when ``path`` holds a partition not written by this job (no marker)."""
-    from sparkml_tf.io.filesystems import exists, resolve
-
-    filesystem, local = resolve(path)
-    if not force and exists(filesystem, local) and not is_complete(path):
-        raise OutputError(
-            "OUTPUT_EXISTS",
-            f"the partition exists but was not written to completion by sparkml_tf (no {MARKER} marker); move it away, or pass --force to replace it",
-            path,
-        )
 
 
 class ScoreCandidates(Job):

@@ -77,7 +77,7 @@ def test_date_is_checked_when_the_job_is_built(world, tmp_path):
         resolve(config, {"run": {"date": "20240501"}}).build()
     assert (info.value.code, info.value.path) == ("CONFIG_BAD_VALUE", "run.date (as jobs[0].date)")  # the macro the user sets
     unset = resolve(config, {"run": {"date": None}}).build().jobs[0]  # other stages can still run
-    with pytest.raises(ConfigError, match="no date to score") as info:
+    with pytest.raises(ConfigError, match="no date to run for") as info:
         unset.run(RunContext())
     assert (info.value.code, info.value.path) == ("CONFIG_BAD_VALUE", "date")
 
