@@ -35,6 +35,7 @@ from sparkml_tf.io.filesystems import normalize, resolve
 INDEX_FILE = "index.bin"
 IDS_FILE = "ids.parquet"
 PARAMS_FILE = "params.json"
+SHARDS_FILE = "shards.json"
 # Space for augmented indexes (see HnswIndex.build). With every augmented item at norm Φ,
 # ``1 - q·x`` ("ip") and ``|q - x|² = |q|² + Φ² - 2 q·x`` ("l2") order items identically, for
 # queries and for item-item links alike, so both build the same graph (benchmarks/bench_ann.py
@@ -45,14 +46,23 @@ DEFAULT_AUGMENTED_SPACE = "ip"
 # ---- item embeddings (the ExportEmbeddings contract) ---------------------------------------
 
 
-def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Read ``id, item, vector, bias`` Parquet into (ids int64 [N], items object [N], vectors float32 [N, D], biases float32 [N])."""
+def read_item_embeddings(embeddings_dir: str, shard: int = 0, num_shards: int = 1) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``id, item, vector, bias`` Parquet into (ids int64 [N], items object [N], vectors float32 [N, D], biases float32 [N]).
+
+    With ``num_shards > 1``, only the items of ``shard`` (:func:`shard_of`), read a record batch at
+    a time, so a shard's builder never holds the whole catalogue."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     filesystem, path = resolve(embeddings_dir)
     try:
-        table = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True).to_table()
+        dataset = ds.dataset(path, filesystem=filesystem, format="parquet", exclude_invalid_files=True)
+        if num_shards > 1:
+            parts = [b.filter(pa.array(shard_of(b.column(b.schema.get_field_index("id")).to_numpy(), num_shards) == shard)) for b in dataset.to_batches()]
+            table = pa.Table.from_batches(parts, schema=dataset.schema)
+        else:
+            table = dataset.to_table()
     except (FileNotFoundError, OSError) as e:
         raise DataError("DATA_NOT_FOUND", f"cannot read item embeddings ({e}); run the ExportEmbeddings job first or fix the path", embeddings_dir) from e
     missing = {"id", "vector"} - set(table.column_names)
@@ -78,6 +88,68 @@ def read_item_embeddings(embeddings_dir: str) -> Tuple[np.ndarray, np.ndarray, n
     items = table.column("item").to_numpy(zero_copy_only=False).astype(object) if "item" in table.column_names else ids.astype(str).astype(object)
     biases = table.column("bias").to_numpy(zero_copy_only=False).astype(np.float32) if "bias" in table.column_names else np.zeros(len(ids), np.float32)
     return ids, items, vectors, biases
+
+
+# ---- shards -------------------------------------------------------------------------------
+# A sharded index: ``<dir>/shards.json`` ({"num_shards": S, "count": ..., "shards": [per-shard
+# params]}) and ``<dir>/shard=00000/`` ... each a complete one-shard index (the layout above).
+# Items go to shard ``id mod S``: vocab ids are dense and ordered by popularity, so every shard
+# gets its share of popular and rare items.
+
+
+def shard_of(ids: np.ndarray, num_shards: int) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64) % int(num_shards)
+
+
+def shard_dir(index_dir: str, shard: int) -> str:
+    return f"{str(index_dir).rstrip('/')}/shard={int(shard):05d}"
+
+
+def num_index_shards(index_dir: str) -> int:
+    """1 for a plain index; S for a sharded one (its ``shards.json``)."""
+    from sparkml_tf.io.filesystems import read_json
+
+    manifest = read_json(f"{str(index_dir).rstrip('/')}/{SHARDS_FILE}")
+    return int(manifest["num_shards"]) if isinstance(manifest, dict) else 1
+
+
+def write_shards_manifest(index_dir: str, num_shards: int, shards: Sequence[Dict]) -> Dict:
+    from sparkml_tf.io.filesystems import write_json
+
+    manifest = {"num_shards": int(num_shards), "count": int(sum(s["count"] for s in shards)), "shards": sorted(shards, key=lambda s: s["shard"])}
+    write_json(f"{str(index_dir).rstrip('/')}/{SHARDS_FILE}", manifest)
+    return manifest
+
+
+def build_shard(embeddings_dir: str, index_dir: str, shard: int, num_shards: int, M: int, ef_construction: int, ef: int, num_threads: int = 1) -> Dict:
+    """Build and save shard ``shard`` of ``num_shards`` from the item embeddings; its params and build seconds."""
+    import time
+
+    start = time.perf_counter()
+    ids, items, vectors, biases = read_item_embeddings(embeddings_dir, shard, num_shards)
+    index = HnswIndex.build(vectors, biases, ids=ids, items=items, M=M, ef_construction=ef_construction, ef=ef, num_threads=num_threads)
+    index.save(shard_dir(index_dir, shard))
+    return {"shard": int(shard), "count": int(index.params["count"]), "dim": int(index.params["dim"]), "build_s": time.perf_counter() - start}
+
+
+def make_build_shards_fn(embeddings_dir: str, index_dir: str, num_shards: int, M: int, ef_construction: int, ef: int, num_threads: int = 1):
+    """A ``mapInArrow`` function over rows ``shard`` (long): builds each shard named, yields its params."""
+
+    def build(batches):
+        import pyarrow as pa
+
+        for batch in batches:
+            for shard in batch.column(0).to_pylist():
+                info = build_shard(embeddings_dir, index_dir, int(shard), num_shards, M, ef_construction, ef, num_threads)
+                yield pa.RecordBatch.from_pylist([info], schema=SHARD_SCHEMA())
+
+    return build
+
+
+def SHARD_SCHEMA():  # noqa: N802 (a schema constant, built when pyarrow is imported)
+    import pyarrow as pa
+
+    return pa.schema([("shard", pa.int64()), ("count", pa.int64()), ("dim", pa.int64()), ("build_s", pa.float64())])
 
 
 # ---- search -------------------------------------------------------------------------------
@@ -273,9 +345,13 @@ class HnswIndex:
 
 
 def read_index_items(directory: str) -> Tuple[np.ndarray, np.ndarray]:
-    """An index's (vocab ids, item names), without loading the graph: what maps a user's items to ids."""
+    """An index's (vocab ids, item names), all shards', without loading a graph: what maps a user's items to ids."""
     import pyarrow.parquet as pq
 
+    shards = num_index_shards(directory)
+    if shards > 1:
+        parts = [read_index_items(shard_dir(directory, s)) for s in range(shards)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     with _local_dir_for_read(directory) as local:
         path = os.path.join(local, IDS_FILE)
         if not os.path.exists(path):

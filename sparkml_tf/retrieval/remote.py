@@ -264,3 +264,41 @@ def _names_by_id(index) -> np.ndarray:
     names = np.full(int(index.ids.max(initial=-1)) + 1, None, dtype=object)
     names[index.ids] = index.items
     return names
+
+
+def make_shard_query_fn(cache_key: str, index_dir: str, k: int, key_col: str = "user", vector_col: str = "vector", exclude_col: str = "exclude"):
+    """The sharded query's ``mapInArrow`` function: rows (key, vector, exclude list<long>, ``_shard``),
+    best sorted by shard, -> (key, ids list<long>, scores list<float>): each row's top ``k`` of that
+    shard with its ``exclude`` ids dropped (-1 / NaN where the shard has fewer). A worker holds one
+    shard at a time (:func:`sparkml_tf.spark.executor.cached` keeps one entry per kind and path)."""
+    k = int(k)
+
+    def query(batches):
+        import pyarrow as pa
+
+        from sparkml_tf.index.hnsw import HnswIndex, shard_dir
+        from sparkml_tf.spark.executor import cached
+
+        schema = pa.schema([(key_col, pa.string()), ("ids", pa.list_(pa.int64())), ("scores", pa.list_(pa.float32()))])
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            column = lambda name: batch.column(batch.schema.get_field_index(name))  # noqa: E731
+            shards = column("_shard").to_numpy()
+            for shard in np.unique(shards):
+                rows = pa.array(np.flatnonzero(shards == shard))
+                index = cached("hnsw-shard", f"{cache_key}:{shard}", index_dir, lambda: HnswIndex.load(shard_dir(index_dir, int(shard))))
+                vectors = matrix_from_list_array(column(vector_col).take(rows), "user vector")
+                exclude = padded_from_list_array(column(exclude_col).take(rows))
+                extra = int((exclude != PAD).sum(axis=1).max(initial=0))
+                candidates, scores = index.query(vectors, k + extra)
+                kept, kept_scores = drop_seen(candidates, exclude, k, scores)
+                width = kept.shape[1]
+                offsets = pa.array(np.arange(0, (len(kept) + 1) * width, width, dtype=np.int32))
+                yield pa.RecordBatch.from_arrays(
+                    [column(key_col).take(rows), pa.ListArray.from_arrays(offsets, pa.array(kept.ravel())),
+                     pa.ListArray.from_arrays(offsets, pa.array(kept_scores.ravel(), pa.float32()))],
+                    schema=schema,
+                )
+
+    return query

@@ -36,8 +36,16 @@ class BuildIndex(Job):
         ef_construction: int = DEFAULT_EF_CONSTRUCTION,
         ef: int = DEFAULT_EF,
         num_threads: int = 0,
+        num_shards: int = 1,
         name: str = "index",
     ):
+        from sparkml_tf.errors import Checks
+
+        checks = Checks()
+        checks.require(isinstance(num_shards, int) and not isinstance(num_shards, bool) and num_shards >= 1, "num_shards",
+                       f"num_shards must be a whole number >= 1, got {num_shards!r}")
+        checks.done()
+        self.num_shards = num_shards
         self.embeddings_dir = embeddings_dir
         self.output_dir = output_dir
         self.M = M
@@ -57,6 +65,8 @@ class BuildIndex(Job):
         if is_complete(self.output_dir) and not ctx.force:
             LOGGER.info("index %s is complete; skipping (use --force to rebuild)", self.output_dir)
             return {"output_dir": self.output_dir, "skipped": True}
+        if self.num_shards > 1:
+            return self._build_sharded(ctx)
         from sparkml_tf.index.hnsw import HnswIndex, read_item_embeddings
 
         ids, items, vectors, biases = read_item_embeddings(self.embeddings_dir)
@@ -71,6 +81,29 @@ class BuildIndex(Job):
         ctx.tracker.log_metrics({f"{self.name}.build_s": build_s})
         LOGGER.info("indexed %d items (dim %d) in %.1fs", index.params["count"], index.params["dim"], build_s)
         return {"output_dir": self.output_dir, "count": index.params["count"], "build_s": build_s}
+
+
+    def _build_sharded(self, ctx: RunContext) -> Dict[str, Any]:
+        """S shards built on the executors, one task per shard, each reading only its items."""
+        from sparkml_tf.index.hnsw import SHARD_SCHEMA, make_build_shards_fn, write_shards_manifest
+
+        spark = ctx.spark
+        start = time.perf_counter()
+        ctx.describe(f"{self.name}: {self.num_shards} shards")
+        with atomic_output(self.output_dir, ctx.force) as tmp:
+            threads = self.num_threads or 1  # one task per shard, each on its task's core
+            fn = make_build_shards_fn(str(self.embeddings_dir), tmp, self.num_shards, self.M, self.ef_construction, self.ef, threads)
+            schema = ", ".join(f"{f.name} {'long' if str(f.type) == 'int64' else 'double'}" for f in SHARD_SCHEMA())
+            shards = [row.asDict() for row in spark.range(self.num_shards).repartition(self.num_shards).mapInArrow(fn, schema).collect()]
+            if sorted(s["shard"] for s in shards) != list(range(self.num_shards)):
+                raise RuntimeError(f"the shard builders returned shards {sorted(s['shard'] for s in shards)}, expected 0..{self.num_shards - 1}")
+            manifest = write_shards_manifest(tmp, self.num_shards, shards)
+        build_s = time.perf_counter() - start
+        ctx.tracker.log_params({f"{self.name}.num_shards": self.num_shards, f"{self.name}.M": self.M, f"{self.name}.ef_construction": self.ef_construction,
+                                f"{self.name}.ef": self.ef})
+        ctx.tracker.log_metrics({f"{self.name}.build_s": build_s})
+        LOGGER.info("indexed %d items in %d shards on the executors in %.1fs", manifest["count"], self.num_shards, build_s)
+        return {"output_dir": self.output_dir, "count": manifest["count"], "num_shards": self.num_shards, "build_s": build_s}
 
 
 def _log_index(ctx: RunContext, directory: str) -> None:

@@ -123,7 +123,7 @@ class Recommend(Job):
         spark = ctx.spark
         for root in (self.output_path, self.quarantine_path):
             clear_staging(root, date)
-        missing_user, known, users, fallback_users = self._plan(spark, date)
+        missing_user, known, users, fallback_users, vocab = self._plan(spark, date)
         summary: Dict[str, Any] = {
             "date": date,
             "model_version": model_version,
@@ -141,7 +141,7 @@ class Recommend(Job):
             summary["rows_missing_user"] = self._write_quarantine(spark, missing_user, fallback_users, tmp)
         ctx.describe(f"{self.name}: top-{self.k} for {date} with model version {model_version}")
         with atomic_output(staging_path(self.output_path, date), force=True) as tmp:
-            summary.update(self._write_recommendations(spark, known, users, fallback_users, model_path, model_version, index_version, tmp))
+            summary.update(self._write_recommendations(spark, known, users, fallback_users, vocab, model_path, model_version, index_version, tmp))
             summary["users_read"] = summary["users_model"] + summary["users_popular"] + summary["users_quarantined"]
             write_json(f"{tmp}/{SUMMARY}", summary)
         # Quarantine first: the recommendation partition's marker is what says the date is done.
@@ -212,7 +212,7 @@ class Recommend(Job):
             .select("user", F.col("_input.id").alias("items"), "seen")
         )
         fallback_users = history.select("user").distinct().join(users.select("user"), on="user", how="left_anti")
-        return missing_user, known, users, fallback_users
+        return missing_user, known, users, fallback_users, vocab
 
     # ---- writers ----------------------------------------------------------------------------
 
@@ -230,14 +230,28 @@ class Recommend(Job):
         quarantine.coalesce(1).write.parquet(tmp)
         return spark.read.parquet(tmp).where(F.col("reason") == "missing_user").count()
 
-    def _write_recommendations(self, spark, known, users, fallback_users, model_path: str, model_version: str, index_version: str, tmp: str) -> Dict[str, int]:
+    def _write_recommendations(
+        self, spark, known, users, fallback_users, vocab, model_path: str, model_version: str, index_version: str, tmp: str
+    ) -> Dict[str, int]:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
+        from sparkml_tf.index.hnsw import num_index_shards
+        from sparkml_tf.retrieval.jobs.predict import embed_users
         from sparkml_tf.retrieval.remote import make_recommend_fn
+        from sparkml_tf.retrieval.topk import sharded_top_k
 
-        fn = make_recommend_fn(uuid.uuid4().hex, str(model_path), str(self.index_dir), self.k, self.batch_size)
-        by_model = users.select("user", "items", "seen").mapInArrow(fn, "user string, rank int, item string, score float").withColumn("source", F.lit("model"))
+        shards = num_index_shards(self.index_dir)
+        if shards == 1:  # one stage: embed the users and query the whole index
+            fn = make_recommend_fn(uuid.uuid4().hex, str(model_path), str(self.index_dir), self.k, self.batch_size)
+            by_model = users.select("user", "items", "seen").mapInArrow(fn, "user string, rank int, item string, score float")
+        else:  # the vectors first, then every shard meets every user (retrieval/topk.py)
+            vectors = embed_users(users, model_path, self.batch_size).join(users.select("user", F.col("seen").alias("exclude")), on="user")
+            top = sharded_top_k(vectors, self.index_dir, shards, self.k)
+            ranked = top.select("user", F.posexplode(F.arrays_zip("ids", "scores")).alias("position", "c"))
+            by_model = ranked.select("user", (F.col("position") + 1).cast("int").alias("rank"), F.col("c.ids").alias("id"), F.col("c.scores").alias("score"))
+            by_model = by_model.join(F.broadcast(vocab), on="id").select("user", "rank", "item", "score")
+        by_model = by_model.withColumn("source", F.lit("model"))
         parts = [by_model]
         if self.fallback == "popular":
             popular = (

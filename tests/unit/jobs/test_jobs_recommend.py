@@ -148,3 +148,27 @@ def test_bad_settings_are_reported_at_their_key(kwargs, key):
     with pytest.raises(SparkmlTfError) as info:
         Recommend(**arguments)
     assert info.value.code == "CONFIG_BAD_VALUE" and key in info.value.path
+
+
+@pytest.mark.spark
+def test_a_sharded_index_built_on_executors_recommends_what_one_index_does(setup, tmp_path):
+    import json
+
+    from sparkml_tf.index.hnsw import num_index_shards, read_index_items
+    from sparkml_tf.retrieval.jobs.index import BuildIndex
+
+    tmp, spark = setup["tmp"], setup["spark"]
+    ctx = RunContext(_spark=spark, tracker=RecordingTracker())
+    built = BuildIndex(str(tmp / "emb"), str(tmp_path / "index"), num_shards=3, ef=400).run(ctx)
+    manifest = json.loads((tmp_path / "index" / "shards.json").read_text())
+    assert built["count"] == NUM_ITEMS and num_index_shards(str(tmp_path / "index")) == 3
+    assert [s["count"] for s in manifest["shards"]] == [10, 10, 10]  # ids 0..29 by id mod 3
+    ids, _ = read_index_items(str(tmp_path / "index"))
+    assert sorted(ids) == list(range(NUM_ITEMS))
+
+    one = _job(tmp, output_path=str(tmp_path / "one"), quarantine_path=str(tmp_path / "q1")).run(ctx)
+    sharded = _job(tmp, output_path=str(tmp_path / "sharded"), quarantine_path=str(tmp_path / "q3"), index_dir=str(tmp_path / "index")).run(ctx)
+    assert {k: one[k] for k in ("users_read", "users_model", "users_popular")} == {k: sharded[k] for k in ("users_read", "users_model", "users_popular")}
+    a, b = _read(spark, str(tmp_path / "one" / f"date={DAY}")), _read(spark, str(tmp_path / "sharded" / f"date={DAY}"))
+    assert a[["user", "rank", "item", "source"]].equals(b[["user", "rank", "item", "source"]])
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
