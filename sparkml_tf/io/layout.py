@@ -2,6 +2,7 @@
 
     <dataset>/stats.json                           counts and sizes the trainers read (``task`` names the task)
     <dataset>/tfrecord/<split>/part-NNNNN.tfrecord.gz   training shards (:mod:`sparkml_tf.io.tfrecords`)
+    <dataset>/quarantine/                          Parquet: the bad input rows with their reason (:mod:`sparkml_tf.io.rows`)
 
 Task layouts (:class:`sparkml_tf.retrieval.layout.RetrievalDataset`,
 :class:`sparkml_tf.ranking.layout.CtrDataset`) add their own folders; no other module spells
@@ -16,6 +17,7 @@ from sparkml_tf.errors import DataError
 
 STATS_FILE = "stats.json"
 TFRECORD_DIR = "tfrecord"
+QUARANTINE_DIR = "quarantine"
 
 
 class DatasetLayout:
@@ -36,6 +38,10 @@ class DatasetLayout:
     @property
     def stats(self) -> str:
         return f"{self.root}/{STATS_FILE}"
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.root}/{QUARANTINE_DIR}"
 
     def tfrecord_dir(self, split: str) -> str:
         return f"{self.root}/{TFRECORD_DIR}/{split}"

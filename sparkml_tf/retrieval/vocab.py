@@ -50,6 +50,11 @@ def write_vocab(vocab, directory: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    empty = [item for item in vocab["item"] if not isinstance(item, str) or not item]
+    if empty:
+        raise DataError(
+            "DATA_BAD_ROWS", f"the vocabulary holds an empty or null item ({empty[0]!r}); the readers quarantine such rows (missing_item)", directory
+        )
     bad = [item for item in vocab["item"] if "\n" in item or "\r" in item]
     if bad:
         raise DataError(

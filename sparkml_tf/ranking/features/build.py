@@ -25,6 +25,8 @@ def build_feature_index(
     cross_buckets: int = 100_000,
     max_vocab_size: Optional[int] = None,
     relative_error: float = 0.001,
+    max_category_length: Optional[int] = None,
+    long_categories: str = "hash",
 ) -> FeatureIndex:
     """Fields in order: ``numeric`` then ``categorical``, then the ``crosses``.
 
@@ -33,6 +35,9 @@ def build_feature_index(
     every run. A numeric field's boundaries are its ``num_buckets``-quantiles (distinct values
     only: a field with many zeros gets fewer buckets). Crosses are ``[["C1", "C2"], ...]`` or
     ``[{"fields": [...], "buckets": n}]``, with ``cross_buckets`` buckets by default.
+    ``max_category_length``: the limit the reader shortened long category values to (with
+    ``long_categories``), recorded on each categorical field so the Encoder shortens online values
+    the same way; None records nothing.
     """
     check_settings(min_count, num_buckets, cross_buckets, max_vocab_size, relative_error)
     numeric, categorical = list(numeric), list(categorical)
@@ -40,7 +45,8 @@ def build_feature_index(
     vocabs = category_vocabularies(train, categorical, min_count, max_vocab_size)
     boundaries = numeric_boundaries(train, numeric, num_buckets, relative_error)
     fields: List[Dict[str, Any]] = [{"name": n, "kind": NUMERIC, "boundaries": boundaries[n]} for n in numeric]
-    fields += [{"name": n, "kind": CATEGORICAL, "vocab": vocabs[n]} for n in categorical]
+    long = {"max_length": int(max_category_length), "long_values": long_categories} if max_category_length else {}
+    fields += [{"name": n, "kind": CATEGORICAL, "vocab": vocabs[n], **long} for n in categorical]
     index = FeatureIndex(fields, crosses)
     LOGGER.info(
         "feature index %s: %d fields, %d crosses, deep_size %d, wide_size %d", index.version, index.num_deep, len(crosses), index.deep_size, index.wide_size

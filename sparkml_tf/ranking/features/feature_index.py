@@ -24,14 +24,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from sparkml_tf.errors import DataError
-from sparkml_tf.ranking.features.kinds import CATEGORICAL, KINDS, NUMERIC, cross_mix
+from sparkml_tf.ranking.features.kinds import CATEGORICAL, KINDS, LONG_VALUES, NUMERIC, cross_mix, shortener
 from sparkml_tf.ranking.layout import FEATURE_INDEX_FILE
 
 FORMAT_VERSION = 1
 # Rows quoted in a DATA_BAD_ROWS message.
 _QUOTED = 3
-
-
 def cross_name(fields: Sequence[str]) -> str:
     return "_x_".join(fields)
 
@@ -70,7 +68,9 @@ def normalize_crosses(crosses: Optional[Sequence[Any]], default_buckets: Optiona
 class FeatureIndex:
     """Fields (categorical vocabularies, numeric bucket boundaries) and crosses; JSON-serialisable.
 
-    ``fields``: ``{"name", "kind": "categorical", "vocab": [str, ...]}`` or
+    ``fields``: ``{"name", "kind": "categorical", "vocab": [str, ...]}`` (optionally with
+    ``"max_length"`` and ``"long_values"``: values longer than that many characters are shortened,
+    offline by the readers and online by the Encoder: :func:`~sparkml_tf.ranking.features.kinds.shorten_category`) or
     ``{"name", "kind": "numeric", "boundaries": [float, ...]}`` (sorted, increasing);
     ``crosses``: ``{"name", "fields": [...], "buckets": int}``.
     """
@@ -238,6 +238,8 @@ class Encoder:
 
         self.index = as_index(index)
         self._lookup = {f["name"]: pd.Index(f["vocab"], dtype=object) for f in self.index.fields if f["kind"] == CATEGORICAL}
+        # Long values shortened as the reader did, where that can change an id (kinds.shortener).
+        self._shorten = {f["name"]: shortener(f) for f in self.index.fields if f["kind"] == CATEGORICAL and shortener(f) is not None}
         self._boundaries = {f["name"]: np.asarray(f["boundaries"], np.float64) for f in self.index.fields if f["kind"] == NUMERIC}
         self._deep_offsets = np.asarray(self.index.deep_offsets, np.int64)
         self._wide_offsets = np.asarray(self.index.wide_offsets, np.int64)
@@ -313,6 +315,8 @@ class Encoder:
 
     def _categorical(self, name: str, values: Any) -> np.ndarray:
         strings, missing = category_strings(values)
+        if name in self._shorten:
+            strings = np.array([self._shorten[name](v) for v in strings], dtype=object)
         ids = self._lookup[name].get_indexer(strings) + 1  # -1 (unknown) -> 0
         ids[missing] = 0
         return ids.astype(np.int64)
@@ -432,7 +436,13 @@ def _check_field(field: Mapping[str, Any], position: int) -> Dict[str, Any]:
             raise _invalid(f"field {name}: 'vocab' must be a list of non-empty strings")
         if len(set(vocab)) != len(vocab):
             raise _invalid(f"field {name}: 'vocab' repeats a value")
-        return {"name": name, "kind": kind, "vocab": list(vocab)}
+        out = {"name": name, "kind": kind, "vocab": list(vocab)}
+        if "max_length" in field or "long_values" in field:
+            length, policy = field.get("max_length"), field.get("long_values")
+            if isinstance(length, bool) or not isinstance(length, int) or length < 1 or policy not in LONG_VALUES:
+                raise _invalid(f"field {name}: 'max_length' must be a whole number >= 1 and 'long_values' one of {', '.join(LONG_VALUES)}")
+            out.update({"max_length": length, "long_values": policy})
+        return out
     if kind == NUMERIC:
         boundaries = field.get("boundaries")
         if not isinstance(boundaries, (list, tuple)) or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in boundaries):

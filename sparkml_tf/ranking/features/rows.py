@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sparkml_tf.ranking.features.kinds import CATEGORICAL, cross_mix
+from sparkml_tf.ranking.features.kinds import CATEGORICAL, cross_mix, shortener
 
 _CATEGORY_TYPES = frozenset({str, type(None)})
 _NUMBER_TYPES = frozenset({float, int, type(None)})
@@ -36,6 +36,9 @@ class PlainRowEncoder:
         self._categorical = [j for j, kind in enumerate(kinds) if kind == CATEGORICAL]
         self._numeric = [j for j, kind in enumerate(kinds) if kind != CATEGORICAL]
         self._lookups = [{value: i + 1 for i, value in enumerate(index.fields[j]["vocab"])} for j in self._categorical]
+        # Fields whose vocabulary holds shortened long values: an unknown value over the limit is
+        # shortened and looked up again (other fields: a long value is unknown either way).
+        self._shorten = [shortener(index.fields[j]) for j in self._categorical]
         self._boundaries = [np.asarray(index.fields[j]["boundaries"], np.float64) for j in self._numeric]
         position = {name: j for j, name in enumerate(names)}
         # Crosses grouped by arity: one cross_mix call over all crosses of a group ([B * K] ids).
@@ -60,12 +63,15 @@ class PlainRowEncoder:
         local = np.zeros((size, self._num_deep), np.int64)
         if self._categorical:
             flat: list = []
-            for j, lookup in zip(self._categorical, self._lookups):
+            for j, lookup, shorten in zip(self._categorical, self._lookups, self._shorten):
                 column = columns[j]
                 if not _CATEGORY_TYPES.issuperset(map(type, column)):
                     return None
                 # None, "" and unknown strings all get id 0 (missing / out of vocabulary).
-                flat += map(lookup.get, column, repeat(0, size))
+                if shorten is None:
+                    flat += map(lookup.get, column, repeat(0, size))
+                else:
+                    flat += [lookup.get(v, 0) or (lookup.get(shorten(v), 0) if v is not None else 0) for v in column]
             local[:, self._categorical] = np.array(flat, np.int64).reshape(len(self._categorical), size).T
         if self._numeric:
             numeric = [columns[j] for j in self._numeric]

@@ -4,10 +4,11 @@ GenerateCtrCandidates: a date-partitioned table of synthetic scoring candidates.
 Dataset folder (written atomically; a finished one is reused unless forced)::
 
     splits/                          Parquet: the raw rows + split (train | validation | test)
+    quarantine/                      Parquet: the bad input rows with reason, source file, line, raw text
     feature_index/feature_index.json the FeatureIndex built on the train split
     encoded/                         Parquet: split, label, deep_ids, wide_ids, dense
     tfrecord/{train,validation}/part-%05d.tfrecord.gz
-    stats.json                       counts, positive rate, index version and sizes
+    stats.json                       counts, positive rate, index version and sizes, quality (rows read, good, bad per reason)
 
 Importing this module loads neither TensorFlow nor pyspark: the config validator imports it.
 """
@@ -19,9 +20,11 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 from sparkml_tf.engine.base import Job, RunContext
-from sparkml_tf.errors import DataError
+from sparkml_tf.errors import DataError, bad_value
 from sparkml_tf.io.layout import STATS_FILE
 from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
+from sparkml_tf.io.rows import DEFAULT_MAX_BAD_FRACTION
+from sparkml_tf.ranking.criteo import MAX_CATEGORY_LENGTH
 from sparkml_tf.ranking.layout import FEATURE_INDEX_FILE, SPLITS, TFRECORD_SPLITS, CtrDataset
 
 LOGGER = logging.getLogger(__name__)
@@ -45,6 +48,12 @@ class BuildCtrDataset(Job):
     vocabularies; ``num_buckets``: numeric quantile buckets; ``crosses``: ``[["C1", "C2"], ...]``
     or ``[{"fields": [...], "buckets": n}]`` (``cross_buckets`` by default).
     ``num_shards``: TFRecord files per split; use at least the number of training workers.
+
+    Every row read is checked (``docs/data-quality.md``): bad rows go to ``quarantine/`` with their
+    reason; above ``max_bad_fraction`` of the rows read the job fails (DATA_TOO_MANY_BAD_ROWS) and
+    writes nothing. ``lenient``: accept ``1.0`` or `` 1`` as a label and any finite number in
+    Criteo's integer fields. Category values longer than ``max_category_length`` characters are
+    shortened by ``long_categories`` (``hash``, the default, or ``truncate``) and counted.
     """
 
     def __init__(
@@ -63,9 +72,13 @@ class BuildCtrDataset(Job):
         test_fraction: float = 0.1,
         num_shards: int = 2,
         seed: int = 0,
+        max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+        lenient: bool = False,
+        max_category_length: int = MAX_CATEGORY_LENGTH,
+        long_categories: str = "hash",
         name: str = "dataset",
     ):
-        from sparkml_tf.ranking.criteo import check_schema, schema_columns
+        from sparkml_tf.ranking.criteo import check_quality, check_schema, schema_columns
         from sparkml_tf.ranking.features.build import check_settings
         from sparkml_tf.ranking.features.feature_index import normalize_crosses
 
@@ -81,6 +94,9 @@ class BuildCtrDataset(Job):
         if int(num_shards) < 1:
             raise ValueError(f"num_shards must be >= 1, got {num_shards!r}")
         check_generator(generator)
+        check_quality(max_bad_fraction, max_category_length, long_categories)
+        if not isinstance(lenient, bool):
+            raise bad_value("lenient", f"lenient must be true or false, got {lenient!r}")
         self.output_dir = str(output_dir).rstrip("/")
         self.path = path
         self.format = format
@@ -93,6 +109,10 @@ class BuildCtrDataset(Job):
         self.test_fraction = float(test_fraction)
         self.num_shards = int(num_shards)
         self.seed = int(seed)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.lenient = lenient
+        self.max_category_length = int(max_category_length)
+        self.long_categories = long_categories
         self.name = name
         check_location(self.output_dir, "output_dir")
 
@@ -116,14 +136,26 @@ class BuildCtrDataset(Job):
             "test_fraction": self.test_fraction,
             "num_shards": self.num_shards,
             "seed": self.seed,
+            "max_bad_fraction": self.max_bad_fraction,
+            "lenient": self.lenient,
+            "max_category_length": self.max_category_length,
+            "long_categories": self.long_categories,
         }
 
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         if is_complete(self.output_dir) and not ctx.force:
             LOGGER.info("CTR dataset %s is complete, skipping (force to rebuild)", self.output_dir)
             return CtrDataset(self.output_dir).read_stats()
+        from sparkml_tf.io.rows import spark_errors
+
+        # A parse failure that still reaches Spark (at any pass over the input) is a coded error.
+        with spark_errors(self.path or self.format, f"the {self.format} input"):
+            return self._build(ctx)
+
+    def _build(self, ctx: RunContext) -> Dict[str, Any]:
         from pyspark.sql import functions as F
 
+        from sparkml_tf.io.rows import account
         from sparkml_tf.ranking.criteo import read_ctr, schema_columns
         from sparkml_tf.ranking.encode_remote import batch_encoder, encoded_schema
         from sparkml_tf.ranking.features.build import build_feature_index
@@ -131,9 +163,12 @@ class BuildCtrDataset(Job):
         ctx.tracker.log_params({f"{self.name}.{k}": v for k, v in self.params().items()})
         spark = ctx.spark
         ctx.describe(f"{self.name}: read and check rows")
-        rows = read_ctr(spark, self.path, self.format, self.schema, self.generator, self.seed)
+        quality = (self.max_bad_fraction, self.lenient, self.max_category_length, self.long_categories)
+        rows = read_ctr(spark, self.path, self.format, self.schema, self.generator, self.seed, *quality)
         with atomic_output(self.output_dir, ctx.force) as tmp:
             staged = CtrDataset(tmp)
+            ctx.describe(f"{self.name}: quarantine")
+            quarantined = rows.checked.write_quarantine(staged.quarantine, rows.summary.num_bad)
             ctx.describe(f"{self.name}: split")
             split_rows(rows.frame, self.schema, self.seed, self.validation_fraction, self.test_fraction).write.parquet(staged.splits)
             # Everything downstream reads the written split: one computation, one truth.
@@ -148,6 +183,8 @@ class BuildCtrDataset(Job):
                 self.crosses,
                 self.cross_buckets,
                 self.max_vocab_size,
+                max_category_length=self.max_category_length,
+                long_categories=self.long_categories,
             )
             index.save(staged.feature_index_dir)
             ctx.describe(f"{self.name}: encode")
@@ -158,6 +195,7 @@ class BuildCtrDataset(Job):
                 r["split"]: (int(r["n"]), float(r["clicks"]))
                 for r in encoded.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).collect()
             }
+            account(rows.summary, sum(n for n, _ in per_split.values()), quarantined)
             if per_split.get("train", (0, 0))[0] == 0:
                 raise DataError(
                     "DATA_EMPTY",
@@ -183,6 +221,7 @@ class BuildCtrDataset(Job):
                 "num_shards": self.num_shards,
                 "schema": self.schema,
                 "counts": rows.counts,
+                "quality": rows.summary.to_dict(),
                 "params": self.params(),
             }
             staged.write_stats(tmp, stats)
@@ -209,6 +248,7 @@ class BuildCtrDataset(Job):
         from sparkml_tf.ranking.features.build import vocabulary_sizes
 
         metrics = {f"{self.name}.{k}": float(v) for k, v in stats["counts"].items()}
+        metrics.update({f"{self.name}.rows.bad.{k}": float(v) for k, v in stats["quality"]["bad_by_reason"].items()})
         keys = ["positive_rate", "deep_size", "wide_size", "num_deep", "num_wide", "num_dense"] + [f"num_{s}_examples" for s in SPLITS]
         metrics.update({f"{self.name}.{k}": float(stats[k]) for k in keys})
         metrics.update({f"{self.name}.size.{k}": float(v) for k, v in vocabulary_sizes(index).items()})

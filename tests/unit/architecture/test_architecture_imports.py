@@ -131,6 +131,7 @@ def test_the_walk_sees_function_level_imports():
 
 ONE_OWNER = {
     '"stats.json"': "sparkml_tf/io/layout.py",
+    '"quarantine"': "sparkml_tf/io/layout.py",
     '"feature_index.json"': "sparkml_tf/ranking/layout.py",
     '"saved_model.pb"': "sparkml_tf/serving/export.py",
 }

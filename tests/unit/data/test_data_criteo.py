@@ -44,8 +44,11 @@ def test_criteo_tsv_counts_bad_rows_and_keeps_the_rest(spark, tmp_path):
     ]
     with open(path, "a") as f:
         f.write("\n".join(bad_lines) + "\n")
-    rows = read_ctr(spark, str(path), "criteo-tsv")
-    assert rows.counts == {"rows.input": 305, "rows.bad_columns": 2, "rows.bad_label": 2, "rows.bad_numeric": 1, "rows.kept": 300}
+    rows = read_ctr(spark, str(path), "criteo-tsv", max_bad_fraction=0.02)
+    assert rows.counts == {
+        "rows.input": 305, "rows.bad_columns": 2, "rows.bad_label": 2, "rows.bad_numeric": 1, "rows.bad_undecodable": 0, "rows.kept": 300,
+        "values.long_categories": 0,
+    }
     assert rows.schema == CRITEO_SCHEMA
     got = rows.frame.toPandas()
     assert list(got.columns) == list(COLUMNS)
@@ -82,7 +85,7 @@ def test_wrong_layout_is_a_schema_mismatch(spark, tmp_path):
 def test_parquet_with_declared_schema(spark, tmp_path):
     path = tmp_path / "events.parquet"
     user_frame().to_parquet(path, index=False)
-    rows = read_ctr(spark, str(path), "parquet", SCHEMA)
+    rows = read_ctr(spark, str(path), "parquet", SCHEMA, max_bad_fraction=1.0)
     assert rows.counts["rows.bad_label"] == 1 and rows.counts["rows.kept"] == 4
     got = sort(rows.frame.toPandas(), "request_id")
     assert list(got.columns) == ["clicked", "price", "age", "site", "slot", "request_id"]  # names kept, passthrough last
@@ -101,8 +104,13 @@ def test_csv_with_header_and_bad_numbers(spark, tmp_path):
     frame = user_frame()
     frame["price"] = ["1.5", "", "abc", "1", " 2 "]
     frame.to_csv(path, index=False)
-    rows = read_ctr(spark, str(path), "csv", SCHEMA)
-    assert rows.counts == {"rows.input": 5, "rows.bad_columns": 0, "rows.bad_label": 1, "rows.bad_numeric": 1, "rows.kept": 3}
+    strict = read_ctr(spark, str(path), "csv", SCHEMA, max_bad_fraction=1.0)
+    assert (strict.counts["rows.bad_label"], strict.counts["rows.bad_numeric"], strict.counts["rows.kept"]) == (1, 2, 2)  # " 2 " is bad too
+    rows = read_ctr(spark, str(path), "csv", SCHEMA, max_bad_fraction=1.0, lenient=True)
+    assert rows.counts == {
+        "rows.input": 5, "rows.bad_columns": 0, "rows.bad_label": 1, "rows.bad_numeric": 1, "rows.bad_undecodable": 0, "rows.kept": 3,
+        "values.long_categories": 0,
+    }
     got = sort(rows.frame.toPandas(), "request_id")
     assert got["request_id"].tolist() == ["r1", "r2", "r5"]
     assert got["price"].tolist()[0] == 1.5 and np.isnan(got["price"][1]) and got["price"].tolist()[2] == 2.0

@@ -45,7 +45,11 @@ def as_tuples(split, label, deep, wide, dense):
 def test_layout_and_stats(spark, built):
     job, out, stats, tracker = built
     assert os.path.exists(os.path.join(out, "_SPARKML_TF_COMPLETE"))
-    assert sorted(n for n in os.listdir(out) if not n.startswith((".", "_"))) == ["encoded", "feature_index", "splits", "stats.json", "tfrecord"]
+    assert sorted(n for n in os.listdir(out) if not n.startswith((".", "_"))) == ["encoded", "feature_index", "quarantine", "splits", "stats.json", "tfrecord"]
+    quarantine = spark.read.parquet(os.path.join(out, "quarantine")).collect()  # the short row, with its line
+    assert [(r["reason"], r["line"], r["raw"]) for r in quarantine] == [("wrong_column_count", 1501, "1\t2\t3")]
+    assert stats["quality"]["rows_bad"] == 1 and stats["quality"]["bad_by_reason"]["wrong_column_count"] == 1
+    assert tracker.metrics["dataset.rows.bad.wrong_column_count"] == 1
     for split in ("train", "validation"):
         names = sorted(n for n in os.listdir(os.path.join(out, "tfrecord", split)) if not n.startswith("."))
         assert names == [f"part-{i:05d}.tfrecord.gz" for i in range(3)]

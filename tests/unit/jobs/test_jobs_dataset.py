@@ -15,8 +15,6 @@ from sparkml_tf.testing import RecordingTracker
 GENERATOR = {"num_users": 100, "num_items": 60, "ratings_per_user": 20, "min_ratings_per_user": 6}
 
 
-
-
 @pytest.fixture(scope="module")
 def built(spark, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run") / "dataset")
@@ -111,7 +109,15 @@ def test_constructor_checks():
             BuildDataset("out", **kwargs)
         return [(e.code, e.path) for e in (info.value.errors if isinstance(info.value, ConfigErrors) else [info.value])]
 
-    assert refused(path="x", format="csv") == [("DATA_UNKNOWN_FORMAT", "format")]
+    assert refused(path="x", format="xml") == [("DATA_UNKNOWN_FORMAT", "format")]
+    # the data-quality settings (docs/data-quality.md)
+    assert refused(duplicates="first") == [("CONFIG_BAD_VALUE", "duplicates")]
+    assert refused(max_bad_fraction=1.5) == [("CONFIG_BAD_VALUE", "max_bad_fraction")]
+    assert refused(max_value_length=0) == [("CONFIG_BAD_VALUE", "max_value_length")]
+    assert refused(min_rating=float("nan")) == [("CONFIG_BAD_VALUE", "min_rating")]
+    assert refused(path="t", format="parquet", columns={"user": "u"}) == [("CONFIG_BAD_VALUE", "columns.item")]
+    assert refused(path="t", format="movielens-csv", columns={"user": "u", "item": "i"}) == [("CONFIG_BAD_VALUE", "columns")]
+    assert refused(columns={"user": "u", "item": "i"}) == [("CONFIG_BAD_VALUE", "columns")]  # generated data has no columns
     assert refused(format="movielens-dat") == [("CONFIG_BAD_VALUE", "path")]
     assert refused(generator={"num_userz": 3}) == [("CONFIG_BAD_VALUE", "generator")]
     assert refused(training_format="csv") == [("CONFIG_BAD_VALUE", "training_format")]
