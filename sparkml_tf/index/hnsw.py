@@ -129,7 +129,11 @@ def build_shard(embeddings_dir: str, index_dir: str, shard: int, num_shards: int
     ids, items, vectors, biases = read_item_embeddings(embeddings_dir, shard, num_shards)
     index = HnswIndex.build(vectors, biases, ids=ids, items=items, M=M, ef_construction=ef_construction, ef=ef, num_threads=num_threads)
     index.save(shard_dir(index_dir, shard))
-    return {"shard": int(shard), "count": int(index.params["count"]), "dim": int(index.params["dim"]), "build_s": time.perf_counter() - start}
+    import resource
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this worker process's peak (Linux: KiB)
+    return {"shard": int(shard), "count": int(index.params["count"]), "dim": int(index.params["dim"]), "build_s": time.perf_counter() - start,
+            "peak_rss_mb": float(peak_mb)}
 
 
 def make_build_shards_fn(embeddings_dir: str, index_dir: str, num_shards: int, M: int, ef_construction: int, ef: int, num_threads: int = 1):
@@ -149,7 +153,7 @@ def make_build_shards_fn(embeddings_dir: str, index_dir: str, num_shards: int, M
 def SHARD_SCHEMA():  # noqa: N802 (a schema constant, built when pyarrow is imported)
     import pyarrow as pa
 
-    return pa.schema([("shard", pa.int64()), ("count", pa.int64()), ("dim", pa.int64()), ("build_s", pa.float64())])
+    return pa.schema([("shard", pa.int64()), ("count", pa.int64()), ("dim", pa.int64()), ("build_s", pa.float64()), ("peak_rss_mb", pa.float64())])
 
 
 # ---- search -------------------------------------------------------------------------------
