@@ -121,6 +121,18 @@ def write_shards_manifest(index_dir: str, num_shards: int, shards: Sequence[Dict
     return manifest
 
 
+def query_shards(index_dir: str, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` (ids, scores) of a plain or sharded index, in this process: each shard in turn, the
+    lists merged, best first (ties by id). For a sample of users; jobs fan out over Spark instead."""
+    shards = num_index_shards(index_dir)
+    if shards == 1:
+        return HnswIndex.load(index_dir).query(queries, k)
+    found = [HnswIndex.load(shard_dir(index_dir, s)).query(queries, k) for s in range(shards)]
+    ids, scores = np.concatenate([f[0] for f in found], axis=1), np.concatenate([f[1] for f in found], axis=1)
+    order = np.lexsort((ids, -scores), axis=1)[:, :k]
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
 def build_shard(embeddings_dir: str, index_dir: str, shard: int, num_shards: int, M: int, ef_construction: int, ef: int, num_threads: int = 1) -> Dict:
     """Build and save shard ``shard`` of ``num_shards`` from the item embeddings; its params and build seconds."""
     import time

@@ -187,10 +187,8 @@ def make_topk_metrics_fn(
     kmax = max(ks)
 
     def topk_metrics(batches):
-        import pyarrow as pa
 
         from sparkml_tf.index.hnsw import HnswIndex
-        from sparkml_tf.metrics.ranking import batch_metrics, recall_curve
         from sparkml_tf.spark.executor import cached
 
         index = cached("hnsw", cache_key, index_dir, lambda: HnswIndex.load(index_dir))
@@ -203,16 +201,44 @@ def make_topk_metrics_fn(
             targets = padded_from_list_array(column(targets_col))
             extra = int((foldin != PAD).sum(axis=1).max(initial=0))
             candidates, _ = index.query(vectors, kmax + extra)
-            ranked = drop_seen(candidates, foldin, kmax)
-            per_user = batch_metrics(ranked, targets, ks)
-            sums = [float(np.nansum(per_user[name])) for name in metric_names]
-            curve = np.nansum(recall_curve(ranked, targets, kmax), axis=0)
-            yield pa.RecordBatch.from_pydict(
-                {"n": [batch.num_rows], "sums": [sums], "curve": [curve.tolist()]},
-                schema=pa.schema([("n", pa.int64()), ("sums", pa.list_(pa.float64())), ("curve", pa.list_(pa.float64()))]),
-            )
+            yield _metric_sums(drop_seen(candidates, foldin, kmax), targets, ks, metric_names)
 
     return topk_metrics
+
+
+def _metric_sums(ranked: np.ndarray, targets: np.ndarray, ks, metric_names):
+    """One row of sums over a batch of users: ``n``, ``sums`` (``metric_names`` order), ``curve`` (recall@1..k)."""
+    import pyarrow as pa
+
+    from sparkml_tf.metrics.ranking import batch_metrics, recall_curve
+
+    per_user = batch_metrics(ranked, targets, ks)
+    sums = [float(np.nansum(per_user[name])) for name in metric_names]
+    curve = np.nansum(recall_curve(ranked, targets, max(ks)), axis=0)
+    return pa.RecordBatch.from_pydict(
+        {"n": [len(ranked)], "sums": [sums], "curve": [curve.tolist()]},
+        schema=pa.schema([("n", pa.int64()), ("sums", pa.list_(pa.float64())), ("curve", pa.list_(pa.float64()))]),
+    )
+
+
+def make_ranked_metrics_fn(ks, metric_names, ranked_col: str = "ids", targets_col: str = "targets") -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """:func:`make_topk_metrics_fn` for users whose top ``max(ks)`` (fold-in items already dropped) is
+    given, e.g. merged from the shards of an index: rows (ranked ids, targets) -> one row of sums per batch."""
+    ks = [int(k) for k in ks]
+    metric_names = [str(m) for m in metric_names]
+    kmax = max(ks)
+
+    def ranked_metrics(batches):
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            column = lambda name: batch.column(batch.schema.get_field_index(name))  # noqa: E731
+            ranked = padded_from_list_array(column(ranked_col))
+            if ranked.shape[1] < kmax:
+                ranked = np.pad(ranked, ((0, 0), (0, kmax - ranked.shape[1])), constant_values=PAD)
+            yield _metric_sums(ranked[:, :kmax], padded_from_list_array(column(targets_col)), ks, metric_names)
+
+    return ranked_metrics
 
 
 def make_recommend_fn(cache_key: str, model_path: str, index_dir: str, k: int, batch_size: int, threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:

@@ -179,8 +179,9 @@ class EvaluateCtr(Job):
     def _metrics(self, scored, what: str) -> Dict[str, Any]:
         """AUC and log loss of (label, probability) rows, gathered on the driver (16 bytes a row)."""
         from sparkml_tf.metrics.classification import binary_metrics
+        from sparkml_tf.spark.arrow import collect_arrow
 
-        labels, probabilities = _label_probability(scored.toArrow())
+        labels, probabilities = _label_probability(collect_arrow(scored))
         metrics = binary_metrics(labels, probabilities)
         if metrics["num_examples"] == 0:
             raise DataError(

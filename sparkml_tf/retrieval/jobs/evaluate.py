@@ -126,15 +126,23 @@ class Evaluate(Job):
     def _model_metrics(self, ctx: RunContext, users, kmax: int) -> Dict[str, Any]:
         from pyspark.sql import functions as F
 
-        from sparkml_tf.retrieval.remote import make_topk_metrics_fn
+        from sparkml_tf.index.hnsw import num_index_shards
+        from sparkml_tf.retrieval.remote import make_ranked_metrics_fn, make_topk_metrics_fn
+        from sparkml_tf.retrieval.topk import sharded_top_k
 
         ctx.describe(f"{self.name}: top-{kmax} from the index")
         spark = ctx.spark
         embeddings = spark.read.parquet(self.user_embeddings_dir).select(F.col("user").cast("string"), "vector")
         joined = users.join(embeddings, on="user", how="inner")
         names = self.metric_names()
-        # Plain values only cross to executors; a fresh key keeps per-worker index caches honest.
-        fn = make_topk_metrics_fn(uuid.uuid4().hex, str(self.index_dir), list(self.ks), names)
+        shards = num_index_shards(self.index_dir)
+        if shards == 1:  # one stage: query the index and score the lists
+            # Plain values only cross to executors; a fresh key keeps per-worker index caches honest.
+            fn = make_topk_metrics_fn(uuid.uuid4().hex, str(self.index_dir), list(self.ks), names)
+        else:  # every shard meets every user, the lists are merged per user, then scored
+            top = sharded_top_k(joined.select("user", "vector", F.col("foldin").alias("exclude")), self.index_dir, shards, kmax)
+            joined = top.join(users.select("user", "targets"), on="user")
+            fn = make_ranked_metrics_fn(list(self.ks), names)
         rows = joined.mapInArrow(fn, "n long, sums array<double>, curve array<double>").collect()
         n = sum(r["n"] for r in rows)
         total = users.count()
@@ -168,21 +176,20 @@ class Evaluate(Job):
             return {}
         from pyspark.sql import functions as F
 
-        from sparkml_tf.index.hnsw import HnswIndex, exact_search, overlap_recall, read_item_embeddings
+        from sparkml_tf.index.hnsw import exact_search, overlap_recall, query_shards, read_item_embeddings
+        from sparkml_tf.spark.arrow import collect_arrow
         from sparkml_tf.spark.executor import matrix_from_list_array
 
-        sample = (
+        sample = collect_arrow(
             spark.read.parquet(self.user_embeddings_dir)
             .select(F.col("user").cast("string"), "vector")
             .join(users.select("user"), "user")
             .limit(self.ann_check_users)
-            .toArrow()
         )
         queries = matrix_from_list_array(sample.column("vector"), "user vector")
-        index = HnswIndex.load(self.index_dir)
         ids, _, vectors, biases = read_item_embeddings(self.embeddings_dir)
         k = min(100, len(ids))
-        found, _ = index.query(queries, k)
+        found, _ = query_shards(self.index_dir, queries, k)
         truth, _ = exact_search(vectors, biases, queries, k, ids=ids)
         return {f"ann_recall@{k}": overlap_recall(found, truth)}
 
@@ -193,14 +200,15 @@ class Evaluate(Job):
         from sparkml_tf.metrics import baselines as bl
         from sparkml_tf.metrics.ranking import batch_metrics, mean_metrics, recall_curve
         from sparkml_tf.retrieval.layout import RetrievalDataset
+        from sparkml_tf.spark.arrow import collect_arrow
         from sparkml_tf.spark.executor import padded_from_list_array
 
         if not self.baselines:
             return {}, {}
         vocab = spark.read.parquet(RetrievalDataset(self.dataset_dir).vocab_table)
         num_items = int(vocab.agg(F.max("id")).first()[0]) + 1
-        train = interactions.where(F.col("split") == "train").select("user", "id").toArrow()
-        held_out = users.toArrow()
+        train = collect_arrow(interactions.where(F.col("split") == "train").select("user", "id"))
+        held_out = collect_arrow(users)
         foldin = padded_from_list_array(held_out.column("foldin"))
         targets = padded_from_list_array(held_out.column("targets"))
         metrics: Dict[str, Any] = {}

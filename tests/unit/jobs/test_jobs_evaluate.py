@@ -156,3 +156,19 @@ def test_bad_arguments():
     with pytest.raises(DataError) as e:
         Evaluate("d", "u", "i", "e", "m.json", split="train")
     assert e.value.code == "EVALUATE_UNKNOWN_SPLIT"
+
+
+@pytest.mark.spark
+def test_a_sharded_index_gives_the_metrics_of_one_index(evaluated, tmp_path):
+    from sparkml_tf.retrieval.jobs.evaluate import Evaluate
+    from sparkml_tf.retrieval.jobs.index import BuildIndex
+
+    tmp, spark = evaluated["tmp"], evaluated["spark"]
+    ctx = RunContext(_spark=spark, tracker=RecordingTracker())
+    BuildIndex(str(tmp / "emb"), str(tmp_path / "index"), num_shards=3, ef=400).run(ctx)
+    job = Evaluate(str(tmp / "data"), str(tmp / "users"), str(tmp_path / "index"), str(tmp / "emb"), str(tmp_path / "metrics.json"), ks=[5, 10],
+                   ease_lambda=10.0, baselines=[])
+    sharded = job.run(ctx)
+    for name in ("recall@5", "ndcg@10", "recall_spark@10", "num_users"):
+        assert sharded[name] == pytest.approx(evaluated["metrics"][name], abs=1e-9), name
+    assert sharded["ann_recall@30"] == pytest.approx(1.0)
