@@ -123,7 +123,7 @@ class Recommend(Job):
         spark = ctx.spark
         for root in (self.output_path, self.quarantine_path):
             clear_staging(root, date)
-        missing_user, known, users, fallback_users, vocab = self._plan(spark, date)
+        missing_user, known, grouped, vocab = self._plan(spark, date)
         summary: Dict[str, Any] = {
             "date": date,
             "model_version": model_version,
@@ -133,17 +133,27 @@ class Recommend(Job):
             "quarantine_path": quarantine_final,
             "k": self.k,
         }
-        without_known = fallback_users.count()
-        summary["users_popular"] = without_known if self.fallback == "popular" else 0
-        summary["users_quarantined"] = without_known - summary["users_popular"]
-        ctx.describe(f"{self.name}: quarantine {date}")
-        with atomic_output(staging_path(self.quarantine_path, date), force=True) as tmp:
-            summary["rows_missing_user"] = self._write_quarantine(spark, missing_user, fallback_users, tmp)
-        ctx.describe(f"{self.name}: top-{self.k} for {date} with model version {model_version}")
-        with atomic_output(staging_path(self.output_path, date), force=True) as tmp:
-            summary.update(self._write_recommendations(spark, known, users, fallback_users, vocab, model_path, model_version, index_version, tmp))
+        try:
+            from pyspark.sql import functions as F
+
+            users, fallback_users = grouped.where(F.size("items") > 0), grouped.where(F.size("items") == 0)
+            sizes = {bool(r["known"]): int(r["count"]) for r in grouped.groupBy((F.size("items") > 0).alias("known")).count().collect()}
+            summary["users_model"] = sizes.get(True, 0)
+            summary["users_popular"] = sizes.get(False, 0) if self.fallback == "popular" else 0
+            summary["users_quarantined"] = sizes.get(False, 0) - summary["users_popular"]
             summary["users_read"] = summary["users_model"] + summary["users_popular"] + summary["users_quarantined"]
-            write_json(f"{tmp}/{SUMMARY}", summary)
+            ctx.describe(f"{self.name}: quarantine {date}")
+            with atomic_output(staging_path(self.quarantine_path, date), force=True) as tmp:
+                summary["rows_missing_user"] = self._write_quarantine(spark, missing_user, fallback_users, tmp)
+            ctx.describe(f"{self.name}: top-{self.k} for {date} with model version {model_version}")
+            with atomic_output(staging_path(self.output_path, date), force=True) as tmp:
+                popular = summary["users_popular"] > 0
+                summary["rows"] = self._write_recommendations(
+                    spark, known, users, fallback_users if popular else None, vocab, model_path, model_version, index_version, tmp
+                )
+                write_json(f"{tmp}/{SUMMARY}", summary)
+        finally:
+            grouped.unpersist()
         # Quarantine first: the recommendation partition's marker is what says the date is done.
         publish(staging_path(self.quarantine_path, date), quarantine_final)
         publish(staging_path(self.output_path, date), final)
@@ -184,6 +194,7 @@ class Recommend(Job):
         return df.select(F.col("user").cast("string"), F.col("item").cast("string"), F.col("timestamp").cast("long"))
 
     def _plan(self, spark, date: str):
+        from pyspark import StorageLevel
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
@@ -198,21 +209,23 @@ class Recommend(Job):
         history = history.where(F.col("user").isNotNull() & (user != ""))
         ids, names = read_index_items(self.index_dir)
         vocab = spark.createDataFrame([(str(n), int(i)) for n, i in zip(names, ids)], "item string, id long")
-        known = history.join(F.broadcast(vocab), on="item", how="inner")
-        recent = Window.partitionBy("user").orderBy(F.col("timestamp").desc_nulls_last(), F.col("id").desc())
-        users = (
-            known.withColumn("_recent", F.row_number().over(recent))
+        joined = history.join(F.broadcast(vocab), on="item", how="left")  # id null: an item the index does not know
+        known = joined.where(F.col("id").isNotNull())
+        recent = Window.partitionBy("user").orderBy(F.col("id").isNull(), F.col("timestamp").desc_nulls_last(), F.col("id").desc())
+        recent_known = (F.col("id").isNotNull()) & (F.col("_recent") <= self.history_items)
+        # One pass over the history: per user, the recent known items (the model's input, by time),
+        # every known item (never recommended back) and, by an empty input, no known item at all.
+        grouped = (
+            joined.withColumn("_recent", F.row_number().over(recent))
             .groupBy("user")
             .agg(
-                F.sort_array(
-                    F.collect_list(F.when(F.col("_recent") <= self.history_items, F.struct(F.coalesce("timestamp", F.lit(0)).alias("t"), "id")))
-                ).alias("_input"),
+                F.sort_array(F.collect_list(F.when(recent_known, F.struct(F.coalesce("timestamp", F.lit(0)).alias("t"), "id")))).alias("_input"),
                 F.array_distinct(F.collect_list("id")).alias("seen"),
             )
             .select("user", F.col("_input.id").alias("items"), "seen")
+            .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        fallback_users = history.select("user").distinct().join(users.select("user"), on="user", how="left_anti")
-        return missing_user, known, users, fallback_users, vocab
+        return missing_user, known, grouped, vocab
 
     # ---- writers ----------------------------------------------------------------------------
 
@@ -230,9 +243,7 @@ class Recommend(Job):
         quarantine.coalesce(1).write.parquet(tmp)
         return spark.read.parquet(tmp).where(F.col("reason") == "missing_user").count()
 
-    def _write_recommendations(
-        self, spark, known, users, fallback_users, vocab, model_path: str, model_version: str, index_version: str, tmp: str
-    ) -> Dict[str, int]:
+    def _write_recommendations(self, spark, known, users, fallback_users, vocab, model_path: str, model_version: str, index_version: str, tmp: str) -> int:
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
@@ -253,7 +264,7 @@ class Recommend(Job):
             by_model = by_model.join(F.broadcast(vocab), on="id").select("user", "rank", "item", "score")
         by_model = by_model.withColumn("source", F.lit("model"))
         parts = [by_model]
-        if self.fallback == "popular":
+        if fallback_users is not None:  # users without a known item get the window's most frequent items
             popular = (
                 known.groupBy("item")
                 .agg(F.count("*").cast("float").alias("score"))
@@ -266,12 +277,7 @@ class Recommend(Job):
         rows = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
         rows = rows.withColumn("model_version", F.lit(model_version)).withColumn("index_version", F.lit(index_version))
         rows.write.parquet(tmp)
-        written = spark.read.parquet(tmp)
-        served = written.where(F.col("source") == "model").select("user").distinct().count()
-        users_model = users.count()
-        if served != users_model:
-            LOGGER.warning("%d of %d users got no recommendation from the model (their history covers the catalogue)", users_model - served, users_model)
-        return {"users_model": users_model, "rows": written.count()}
+        return spark.read.parquet(tmp).count()  # from the Parquet footers
 
 
 def _whole(value: Any) -> bool:
