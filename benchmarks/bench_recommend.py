@@ -6,10 +6,11 @@ Both sides get the same users (``--history`` items each, drawn by popularity), t
 (the average model: a user is the mean of their items' vectors, ``--dim`` dims) and the same
 hnswlib index, and produce each user's top ``--k`` without their own items:
 
-* ``single``: one Python process on one thread (TensorFlow's pools and hnswlib at 1 thread: the
-  thread budget of one Spark Python worker), the model and index loaded once, users in batches of
-  ``--batch`` through the same executor code (``embed_lists``, ``HnswIndex.query``, ``drop_seen``).
-  The history is already grouped in memory.
+* ``single``: the same work in one Python process on one thread (TensorFlow's pools and hnswlib
+  at 1 thread: the thread budget of one Spark Python worker): read the history Parquet, group it
+  per user by time (numpy), the model and index loaded once, users in batches of ``--batch``
+  through the same executor code (``embed_lists``, ``HnswIndex.query``, ``drop_seen``), and the
+  same columns written to one Parquet file.
 * ``job``: ``sparkml_tf.retrieval.Recommend`` on ``local[N]`` (N = the cores), from the history
   Parquet (user, item, timestamp) to the published date partition: reading, the history window,
   grouping per user, the model and index on the executors, the write.
@@ -76,6 +77,7 @@ def main() -> None:
     from sparkml_tf.retrieval.jobs.index import BuildIndex
     from sparkml_tf.retrieval.jobs.recommend import Recommend
     from sparkml_tf.retrieval.remote import drop_seen, embed_lists, load_model
+    from sparkml_tf.spark.executor import padded_from_offsets
     from sparkml_tf.spark.session import SparkConfig
     from sparkml_tf.testing import RecordingTracker
 
@@ -99,23 +101,40 @@ def main() -> None:
     spark = SparkConfig(master=f"local[{args.cores}]", conf=conf).session()
     BuildIndex(f"{tmp}/emb", f"{tmp}/index").run(RunContext(_spark=spark, tracker=RecordingTracker()))
 
-    def single() -> float:
+    def single(round_: int) -> float:
+        """The same work in one process: read the history, group it per user by time, embed, query,
+        drop own items, write the same columns as the job."""
         start = time.perf_counter()
         fn = load_model("bench", f"{tmp}/export/1", threads=1)
         index = HnswIndex.load(f"{tmp}/index")
-        offsets = np.arange(0, (args.users + 1) * args.history, args.history)
-        flat = np.sort(history, axis=1).ravel()  # the job's lists are ordered too (by time); order does not matter to the mean
-        rows = 0
-        for start_row in range(0, args.users, args.batch):
-            end_row = min(start_row + args.batch, args.users)
-            part_offsets = offsets[start_row : end_row + 1] - offsets[start_row]
-            part = flat[offsets[start_row] : offsets[end_row]]
+        table = pq.read_table(f"{tmp}/history")
+        users_col = table.column("user").to_numpy(zero_copy_only=False)
+        item_ids = table.column("item").to_numpy(zero_copy_only=False).astype(np.int64)  # the index's item names are the ids here
+        order = np.lexsort((table.column("timestamp").to_numpy(), users_col))
+        users_sorted, flat = users_col[order], item_ids[order]
+        bounds = np.flatnonzero(users_sorted[1:] != users_sorted[:-1]) + 1
+        offsets = np.concatenate([[0], bounds, [len(flat)]])
+        names = users_sorted[offsets[:-1]]
+        out_users, out_ranks, out_items, out_scores = [], [], [], []
+        for first in range(0, len(names), args.batch):
+            last = min(first + args.batch, len(names))
+            part_offsets = offsets[first : last + 1] - offsets[first]
+            part = flat[offsets[first] : offsets[last]]
             user_vectors = embed_lists(fn, part_offsets, part, args.batch)
-            seen = part.reshape(-1, args.history)
-            candidates, scores = index.query(user_vectors, args.k + args.history, num_threads=1)
-            kept, _ = drop_seen(candidates, seen, args.k, scores)
-            rows += int((kept >= 0).sum())
-        assert rows == args.users * args.k
+            seen = padded_from_offsets(part_offsets, part, min_width=1)
+            candidates, scores = index.query(user_vectors, args.k + seen.shape[1], num_threads=1)
+            kept, kept_scores = drop_seen(candidates, seen, args.k, scores)
+            rows, ranks = np.nonzero(kept >= 0)
+            out_users.append(names[first:last][rows])
+            out_ranks.append(ranks + 1)
+            out_items.append(kept[rows, ranks].astype(str))
+            out_scores.append(kept_scores[rows, ranks])
+        n = sum(len(u) for u in out_users)
+        result = pa.table({"user": np.concatenate(out_users), "rank": np.concatenate(out_ranks).astype(np.int32), "item": np.concatenate(out_items),
+                           "score": np.concatenate(out_scores), "source": np.full(n, "model"), "model_version": np.full(n, "1"),
+                           "index_version": np.full(n, "x")})
+        pq.write_table(result, f"{tmp}/single{round_}.parquet")
+        assert n == args.users * args.k
         return args.users / (time.perf_counter() - start)
 
     def job(round_: int) -> float:
@@ -129,7 +148,7 @@ def main() -> None:
 
     single_rates, job_rates, ratios = [], [], []
     for round_ in range(args.rounds):
-        s, j = single(), job(round_)
+        s, j = single(round_), job(round_)
         single_rates.append(s)
         job_rates.append(j)
         ratios.append(j / (args.cores * s))
