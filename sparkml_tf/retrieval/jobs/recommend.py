@@ -195,7 +195,6 @@ class Recommend(Job):
 
     def _plan(self, spark, date: str):
         from pyspark import StorageLevel
-        from pyspark.sql import Window
         from pyspark.sql import functions as F
 
         from sparkml_tf.index.hnsw import read_index_items
@@ -211,18 +210,18 @@ class Recommend(Job):
         vocab = spark.createDataFrame([(str(n), int(i)) for n, i in zip(names, ids)], "item string, id long")
         joined = history.join(F.broadcast(vocab), on="item", how="left")  # id null: an item the index does not know
         known = joined.where(F.col("id").isNotNull())
-        recent = Window.partitionBy("user").orderBy(F.col("id").isNull(), F.col("timestamp").desc_nulls_last(), F.col("id").desc())
-        recent_known = (F.col("id").isNotNull()) & (F.col("_recent") <= self.history_items)
-        # One pass over the history: per user, the recent known items (the model's input, by time),
-        # every known item (never recommended back) and, by an empty input, no known item at all.
+        # One aggregation over the history, no window: per user, the known items as (time, id)
+        # newest first, cut to the recent ones and put back in time order (the model's input);
+        # every known item (never recommended back); an empty input means no known item at all.
+        events = F.sort_array(F.collect_list(F.when(F.col("id").isNotNull(), F.struct(F.coalesce("timestamp", F.lit(0)).alias("t"), "id"))), asc=False)
         grouped = (
-            joined.withColumn("_recent", F.row_number().over(recent))
-            .groupBy("user")
-            .agg(
-                F.sort_array(F.collect_list(F.when(recent_known, F.struct(F.coalesce("timestamp", F.lit(0)).alias("t"), "id")))).alias("_input"),
-                F.array_distinct(F.collect_list("id")).alias("seen"),
+            joined.groupBy("user")
+            .agg(events.alias("_events"))
+            .select(
+                "user",
+                F.reverse(F.slice("_events", 1, self.history_items)).getField("id").alias("items"),
+                F.array_distinct(F.col("_events").getField("id")).alias("seen"),
             )
-            .select("user", F.col("_input.id").alias("items"), "seen")
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         return missing_user, known, grouped, vocab
