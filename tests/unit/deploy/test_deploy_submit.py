@@ -13,7 +13,7 @@ from sparkml_tf.errors import ConfigError, ConfigErrors, SparkmlTfError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONFIG, MACROS = "conf/movielens/config.json", "conf/movielens/macros.json"
-STAGES = ["dataset", "train", "index", "predict", "evaluate"]
+STAGES = ["dataset", "train", "index", "predict", "evaluate", "recommend"]
 OVERRIDES = ["paths.run_dir=hdfs:///user/me/runs/ml", "train.num_workers=4", "mlflow.tracking_uri=http://mlflow:5000", "train.epochs=3"]
 PY = "./env/bin/python"
 
@@ -168,7 +168,7 @@ def test_standalone_barrier_stage_takes_whole_executors():
 
 def test_local_launcher_is_not_a_barrier_stage():
     stages = pipeline_stages(resolve(CONFIG, MACROS, ["train.launcher=local"]).config)
-    assert [s["barrier_workers"] for s in stages] == [None] * 5
+    assert [s["barrier_workers"] for s in stages] == [None] * 6
 
 
 def test_stage_without_its_own_entry_point_goes_through_run_py():
@@ -226,7 +226,7 @@ def test_cluster_warnings_name_local_run_dirs_and_sqlite():
 
 
 def test_entry_points_exist_for_every_stage_name():
-    for stage in ("dataset", "train", "export", "index", "predict", "evaluate", "score"):
+    for stage in ("dataset", "train", "export", "index", "predict", "evaluate", "score", "recommend"):
         text = open(f"jobs/{stage}.py").read()
         assert f'"--job", "{stage}"' in text
 
