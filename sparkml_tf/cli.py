@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerun = sub.add_parser("from-mlflow", help="download the config and macros logged by an MLflow run and run them again",
                            description="Rerun what an earlier run logged (config/config.json and config/macros.json).")
     rerun.add_argument("run_id", help="the MLflow run id")
-    rerun.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlruns.db)")
+    rerun.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db)")
     rerun.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for run")
     rerun.add_argument("--allow-import", dest="allowed", action="append", default=[], metavar="ROOT", help="as for run")
     rerun.add_argument("--dry-run", action="store_true", help="download and validate only")
@@ -156,14 +156,20 @@ def cmd_run(args) -> int:
             "<root>",
         )
     _print_results(results)
+    _print_summary(target, resolved, results)
     return EXIT_OK
 
 
 def cmd_from_mlflow(args) -> int:
-    from sparkml_tf.tracking import DEFAULT_TRACKING_URI, download_configs
+    from sparkml_tf.tracking import download_configs, run_tags
+    from sparkml_tf.tracking.provenance import code_differences
 
-    paths = download_configs(args.run_id, args.tracking_uri or DEFAULT_TRACKING_URI)
+    paths = download_configs(args.run_id, args.tracking_uri)
     print(f"downloaded the config of run {args.run_id} to {paths['config']}")
+    differences = code_differences(run_tags(args.run_id, args.tracking_uri))
+    if differences:
+        print(f"warning: run {args.run_id} was made by other code than this: {'; '.join(differences)}. "
+              "The rerun uses the installed code, so its results may differ.", file=sys.stderr)
     args.config = paths["config"]
     args.macros = paths["macros"] if os.path.exists(paths["macros"]) else None
     if args.dry_run:
@@ -210,6 +216,18 @@ def _run_dir(resolved, leaf: str) -> str:
     return f"{str(run_dir).rstrip('/')}/{leaf}"
 
 
+def _print_summary(target, resolved, results) -> None:
+    """Where the run went: its MLflow run and how to open it, the run directory, the headline metrics."""
+    from sparkml_tf.reporting import run_summary
+
+    tracker = getattr(target, "tracking", None)
+    run = tracker.run_info() if tracker is not None and hasattr(tracker, "run_info") else None
+    run_dir = ((resolved.macros or {}).get("paths") or {}).get("run_dir")
+    text = run_summary(run, run_dir, results)
+    if text:
+        print(text)
+
+
 def _print_results(results) -> None:
     """Print what the last job returned when it is a flat table of numbers (metrics)."""
     if not isinstance(results, dict) or not results:
@@ -226,9 +244,15 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "render": cmd_render, "fro
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    # TensorFlow's C++ INFO lines drown the pipeline's own progress; local executors inherit this.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    from sparkml_tf import console
+
+    # TensorFlow, absl, gRPC and CUDA probing noise off the console (errors still show), in this
+    # process and those it starts (local Python workers and training processes inherit the variables).
+    console.quiet_environment()
+    console.quiet_tensorflow_imports()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:
+        console.quiet_loggers()
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:

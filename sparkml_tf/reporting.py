@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 
 def _flat_numbers(value: Any) -> bool:
@@ -55,3 +55,46 @@ def format_results(results: Dict[str, Any]) -> str:
         if _flat_numbers(value)
     ]
     return "\n\n".join(blocks[:1])
+
+
+HEADLINE = ("ndcg@100", "recall@20", "auc", "logloss")
+
+
+def headline(metrics: Dict[str, Any], limit: int = 2) -> str:
+    """``ndcg@100 0.4437 (popular 0.1301, ease 0.4446), recall@20 ...``: the model's main numbers,
+    each with the baselines' beside it."""
+    own = {k: v for k, v in metrics.items() if "/" not in k and isinstance(v, numbers.Number) and not isinstance(v, bool)}
+    names = [k for k in HEADLINE if k in own] or [k for k in own if "@" in k] or list(own)
+    parts = []
+    for name in names[:limit]:
+        others = [f"{k.rpartition('/')[0]} {_fmt(v)}" for k, v in metrics.items() if k.endswith("/" + name) and isinstance(v, numbers.Number)]
+        parts.append(f"{name} {_fmt(own[name])}" + (f" ({', '.join(others)})" if others else ""))
+    return ", ".join(parts)
+
+
+def open_hint(run: Dict[str, str]) -> str:
+    """How to look at an MLflow run: the URL of a tracking server, else the ``mlflow ui`` command."""
+    uri, path = run.get("tracking_uri") or "", f"#/experiments/{run.get('experiment_id')}/runs/{run.get('run_id')}"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{path}"
+    if uri.startswith("databricks"):
+        return f"the workspace's Experiments page, experiment {run.get('experiment')}"
+    return f"mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000/{path})"
+
+
+def run_summary(run: Optional[Dict[str, str]], run_dir: Optional[str], results: Any) -> str:
+    """The end of ``sparkml-tf run``: the MLflow run and how to open it, the run directory, the headline metrics."""
+    rows = []
+    if run and run.get("run_id"):
+        rows.append(("MLflow run", f"{run['run_id']} (experiment {run.get('experiment')}, {run.get('tracking_uri')})"))
+        rows.append(("open it", open_hint(run)))
+    if run_dir:
+        rows.append(("run directory", str(run_dir)))
+    if isinstance(results, dict):
+        last = next((value for value in reversed(list(results.values())) if _flat_numbers(value)), None)
+        if last:
+            rows.append(("metrics", headline(last)))
+    if not rows:
+        return ""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(["== run =="] + [f"{name:<{width}}  {value}" for name, value in rows])

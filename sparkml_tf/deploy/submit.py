@@ -296,6 +296,10 @@ def cluster_warnings(resolved: Any, target: Target) -> List[str]:
             "put it on shared storage (--set paths.run_dir=hdfs:///user/$USER/runs/NAME)"
         )
     uri = (macros.get("mlflow") or {}).get("tracking_uri") if isinstance(macros.get("mlflow"), dict) else None
+    if uri is None and isinstance(macros.get("mlflow"), dict):  # null: MLFLOW_TRACKING_URI, else the sqlite default
+        from sparkml_tf.tracking.mlflow_tracker import tracking_uri_in_force
+
+        uri = tracking_uri_in_force(None)
     if isinstance(uri, str) and uri.startswith("sqlite:") and target.cluster_mode:
         found.append(
             f"mlflow.tracking_uri '{uri}' is a file in the driver's container, gone when the stage ends: "
@@ -387,8 +391,11 @@ def _common_conf(target: Target, environ: Dict[str, str]) -> Dict[str, str]:
     conf = {"spark.pyspark.python": python, "spark.executorEnv.PYSPARK_PYTHON": python}
     if target.kind == "yarn" and target.cluster_mode:
         conf["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] = python
-        if environ.get("MLFLOW_RUN_ID"):  # stages log into one run; the container does not get this shell's environment
-            conf["spark.yarn.appMasterEnv.MLFLOW_RUN_ID"] = environ["MLFLOW_RUN_ID"]
+        # The container does not get this shell's environment: MLFLOW_RUN_ID (stages log into one run) and
+        # MLflow's tracking URI and experiment (a config with null mlflow settings reads them) go along.
+        for name in ("MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+            if environ.get(name):
+                conf[f"spark.yarn.appMasterEnv.{name}"] = environ[name]
     elif python != sys.executable and target.kind != "local":
         # Client mode: the driver runs here, where the archive's ./env does not exist.
         conf["spark.pyspark.driver.python"] = target.driver_python or sys.executable

@@ -36,14 +36,24 @@ class RunContext:
             from sparkml_tf.spark.session import SparkConfig
 
             self._spark = (self.spark_config or SparkConfig()).session()
-            self._spark.sparkContext.setJobDescription(self._description or None)
+            self.describe(self._description)
         return self._spark
+
+    def uses_connect(self) -> bool:
+        """Whether the jobs run over Spark Connect: the session handed in is one, or the config asks for one."""
+        if self._spark is not None:
+            from sparkml_tf.spark.session import is_connect
+
+            return is_connect(self._spark)
+        return bool(getattr(self.spark_config, "remote", None))
 
     def describe(self, text: str) -> None:
         """Name the Spark jobs that follow (shown in the Spark UI and the progress bar)."""
         self._description = text
         if self._spark is not None:
-            self._spark.sparkContext.setJobDescription(text)
+            from sparkml_tf.spark.session import set_job_description
+
+            set_job_description(self._spark, text or None)
 
 
 class Job(abc.ABC):
@@ -68,6 +78,17 @@ class Job(abc.ABC):
     def outputs(self) -> List[str]:
         return []
 
+    def classic_spark_reason(self) -> str:
+        """Why this job cannot run over Spark Connect (it needs ``sparkContext`` or RDDs), or ``""``.
+
+        By default a job with a barrier ``launcher`` (``spark``, ``distributor``: training) needs a
+        classic session; ``local`` trains in this process and needs none.
+        """
+        launcher = getattr(self, "launcher", None)
+        if launcher in ("spark", "distributor"):
+            return f"launcher '{launcher}' runs its workers as an RDD barrier stage through sparkContext (launcher 'local' trains in this process instead)"
+        return ""
+
 
 def job_name(job: Union[Job, Callable]) -> str:
     return getattr(job, "name", "") or getattr(job, "__name__", "") or type(job).__name__.lower()
@@ -89,9 +110,19 @@ class Pipeline(Job):
         self.name = name
         self.spark = spark
         self.tracking = tracking or NullTracker()
+        if getattr(spark, "remote", None):
+            refused = _classic_only(self.jobs)
+            if refused:
+                from sparkml_tf.errors import ConfigError, ConfigErrors
+
+                errors = [ConfigError("SPARK_CONNECT_UNSUPPORTED", f"{reason}; {_connect_advice()}", f"jobs[{index}]") for index, reason in refused]
+                raise errors[0] if len(errors) == 1 else ConfigErrors(errors)
 
     def job_names(self) -> List[str]:
         return [job_name(j) for j in self.jobs]
+
+    def classic_spark_reason(self) -> str:
+        return "; ".join(reason for _, reason in _classic_only(self.jobs))
 
     def run(self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False, spark: Any = None) -> Dict[str, Any]:
         """Run the jobs (``only``: those named) and return each job's result by name.
@@ -111,6 +142,8 @@ class Pipeline(Job):
         if spark is not None:
             ctx._spark = spark
         selected = [j for j in self.jobs if not only or job_name(j) in only]
+        if ctx.uses_connect():
+            _check_connect(selected)
         ctx.tracker.start(run_name=self.name, tags={"sparkml_tf.pipeline": self.name, "sparkml_tf.jobs": ",".join(job_name(j) for j in selected)})
         status = "FAILED"
         try:
@@ -127,6 +160,29 @@ class Pipeline(Job):
             return ctx.results
         finally:
             ctx.tracker.end(status)
+
+
+def _connect_advice() -> str:
+    from sparkml_tf.spark.session import CONNECT_COMPUTE
+
+    return f"a Spark Connect session (Databricks standard access mode or serverless, a sc:// remote) has no sparkContext: run it on {CONNECT_COMPUTE}"
+
+
+def _classic_only(jobs: Sequence[Union[Job, Callable]]) -> List[Any]:
+    """``(index, reason)`` of each job that needs a classic Spark session."""
+    return [(index, f"{job_name(job)}: {job.classic_spark_reason()}") for index, job in enumerate(jobs) if isinstance(job, Job) and job.classic_spark_reason()]
+
+
+def _check_connect(jobs: Sequence[Union[Job, Callable]]) -> None:
+    """Before any job runs over Spark Connect: a recent enough client, and no job that needs sparkContext."""
+    from sparkml_tf.errors import SparkmlTfError
+    from sparkml_tf.spark.session import check_connect_client
+
+    check_connect_client()
+    refused = _classic_only(jobs)
+    if refused:
+        reasons = "; ".join(reason for _, reason in refused)
+        raise SparkmlTfError("SPARK_CONNECT_UNSUPPORTED", f"{reasons}; {_connect_advice()}")
 
 
 def _run_tracked(job: Union[Job, Callable], name: str, ctx: RunContext) -> Any:
@@ -152,7 +208,28 @@ def _run_tracked(job: Union[Job, Callable], name: str, ctx: RunContext) -> Any:
             ctx.force, ctx.lineage = user_force, None
         if decision.run:
             lineage.commit(job, decision)
+        _tag_data_identity(job, name, decision, ctx)
         return result
+
+
+def _tag_data_identity(job: Job, name: str, decision: Any, ctx: RunContext) -> None:
+    """Tag the run with the data a dataset job read and built (an output holding a ``stats.json``):
+    input path, bytes and fingerprint, the dataset's fingerprint and row counts. Skipped or run alike."""
+    if isinstance(ctx.tracker, NullTracker):
+        return
+    from sparkml_tf.engine.lineage import output_is_file
+    from sparkml_tf.tracking.provenance import dataset_identity
+
+    for path in job.outputs():
+        if output_is_file(path):
+            continue
+        try:
+            tags = dataset_identity(name, job, path, decision.record.get("inputs", {}), decision.fingerprint)
+        except Exception as e:  # identity is a courtesy: a store that cannot be read here costs the tags only
+            LOGGER.debug("no data identity for %s: %s", path, e)
+            continue
+        if tags:
+            ctx.tracker.set_tags(tags)
 
 
 def _call(job: Union[Job, Callable], ctx: RunContext) -> Any:

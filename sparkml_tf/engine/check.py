@@ -18,24 +18,31 @@ LOGGER = logging.getLogger(__name__)
 
 
 def _probe(modules: List[str]):
-    """Executor side: report this Python worker's versions."""
+    """Executor side: report this Python worker's versions as JSON (a plain Python UDF: no Arrow,
+    so a missing pyarrow or pandas is reported like any other module)."""
 
     def probe(_):
         import importlib
+        import json
         import os
         import platform
         import socket
         import sys
 
+        try:  # TensorFlow without its load-time noise, when this worker has sparkml_tf (else reported missing below)
+            from sparkml_tf.console import import_tensorflow
+        except ImportError:
+            import_tensorflow = None
         found = {}
         for module in modules:
             try:
-                found[module] = getattr(importlib.import_module(module), "__version__", "?")
+                loaded = import_tensorflow() if module == "tensorflow" and import_tensorflow else importlib.import_module(module)
+                found[module] = getattr(loaded, "__version__", "?")
             except ImportError as e:
                 found[module] = f"MISSING ({e})"
         pyspark = sys.modules.get("pyspark")  # this worker runs pyspark: where from (the cluster's pyspark.zip?)
         origin = os.path.dirname(getattr(pyspark, "__file__", "") or "")
-        yield {
+        report = {
             "host": socket.gethostname(),
             "python": platform.python_version(),
             "executable": sys.executable,
@@ -43,8 +50,16 @@ def _probe(modules: List[str]):
             "pyspark_from": origin,
             **found,
         }
+        return json.dumps(report)
 
     return probe
+
+
+def _default_parallelism(spark) -> int:
+    """The session's default parallelism, without sparkContext: how many partitions a range gets."""
+    from pyspark.sql import functions as F
+
+    return spark.range(0, 1 << 16).select(F.spark_partition_id().alias("p")).distinct().count()
 
 
 class CheckEnvironment(Job):
@@ -55,9 +70,15 @@ class CheckEnvironment(Job):
         self.name = name
 
     def run(self, ctx: RunContext) -> Dict[str, float]:
-        sc = ctx.spark.sparkContext
-        tasks = self.num_tasks or sc.defaultParallelism
-        reports = sc.parallelize(range(tasks), tasks).mapPartitions(_probe(list(self.modules))).collect()
+        import json
+
+        from pyspark.sql import functions as F
+
+        spark = ctx.spark
+        # DataFrame API only, so it runs over Spark Connect too: one row in each of `tasks` partitions.
+        tasks = self.num_tasks or _default_parallelism(spark)
+        probe = F.udf(_probe(list(self.modules)), "string", useArrow=False).asNondeterministic()
+        reports = [json.loads(row.report) for row in spark.range(0, tasks, 1, tasks).select(probe("id").alias("report")).collect()]
         if self.output_path:
             from sparkml_tf.io.filesystems import write_json
 

@@ -24,9 +24,10 @@ def previous_metrics(output_path: str, force: bool, name: str) -> Optional[Dict[
 def save_metrics(ctx: RunContext, output_path: str, metrics: Dict[str, Any]) -> None:
     """Write ``metrics.json`` atomically and log the metrics and the file to the tracker.
 
-    Numbers are logged as metrics; text values (a baseline's ``skipped`` reason) as parameters."""
+    Numbers are logged as an evaluation (MLflow names the model's ``model/<name>``, beside the
+    baselines' ``<baseline>/<name>``); text values (a baseline's ``skipped`` reason) as parameters."""
     write_json(output_path, metrics)
-    ctx.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, numbers.Number)})
+    ctx.tracker.log_evaluation({k: v for k, v in metrics.items() if isinstance(v, numbers.Number)})
     notes = {k: v for k, v in metrics.items() if isinstance(v, str)}
     if notes:
         ctx.tracker.log_params(notes)

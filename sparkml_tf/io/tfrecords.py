@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from typing import Callable, Iterator, List, Sequence
 
+from sparkml_tf.console import import_tensorflow
 from sparkml_tf.errors import DataError
 from sparkml_tf.io.filesystems import normalize, resolve
 
@@ -31,7 +32,7 @@ RESULT_SCHEMA = "shard long, path string, records long"
 
 def list_shards(directory: str) -> List[str]:
     """The shard files of one split folder, sorted (shard i first at position i); [] when none."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return sorted(tf.io.gfile.glob(f"{normalize(str(directory).rstrip('/'))}/{PATTERN}"))
 
@@ -78,7 +79,7 @@ def _rows(batches: Iterator, bytes_fields: Sequence[str], int64_list_fields: Seq
 
 def write_shard(path: str, rows: Iterator[tuple], bytes_fields: Sequence[str], int64_list_fields: Sequence[str]) -> int:
     """Write ``rows`` (bytes fields then int64 lists, in that order) as a gzipped TFRecord file."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     return write_records(path, (_example(tf, row, bytes_fields, int64_list_fields) for row in rows))
 
@@ -86,7 +87,7 @@ def write_shard(path: str, rows: Iterator[tuple], bytes_fields: Sequence[str], i
 def write_records(path: str, records: Iterator[bytes]) -> int:
     """Write serialized records as a gzipped TFRecord file at ``path`` (local or a URI), through
     a hidden temporary name moved into place; return how many."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     local_path = normalize(path)  # file://, dbfs:/ (FUSE) -> local paths; s3a:// -> s3://

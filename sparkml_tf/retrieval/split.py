@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 from sparkml_tf.errors import DataError
 
@@ -43,9 +43,41 @@ def num_heldout(heldout_users: Union[int, float], num_users: int) -> int:
     return int(heldout_users)
 
 
+HASH_BUCKET_BITS = 10
+
+
+def heldout_roles(users, n: int, seed: int, bucket_bits: int = HASH_BUCKET_BITS):
+    """``user, role`` for the held-out users of ``users`` (distinct ``user`` values): ranked by
+    ``(xxhash64(user, seed), user)``, the first ``n`` are ``validation``, the next ``n`` ``test``.
+
+    No window over all users (which Spark runs on one partition): the hash's top ``bucket_bits``
+    bits cut the users into ranges of hashes, in hash order, so a user's rank is the count of users
+    in the buckets before its own plus its rank inside its bucket, a window partitioned by bucket.
+    The ranks are those of one global ordering, so the split is the same as by a global window.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    hashed = users.select("user", F.xxhash64("user", F.lit(int(seed))).alias("h"))
+    hashed = hashed.withColumn("bucket", F.shiftright("h", 64 - int(bucket_bits)))  # arithmetic: keeps hash order
+    sizes = sorted((int(r["bucket"]), int(r["count"])) for r in hashed.groupBy("bucket").count().collect())
+    offsets, before = [], 0
+    for bucket, size in sizes:  # only the buckets that hold one of the first 2n users
+        if before >= 2 * n:
+            break
+        offsets.append((bucket, before))
+        before += size
+    if not offsets:
+        return hashed.select("user", F.lit("validation").alias("role")).limit(0)
+    starts = users.sparkSession.createDataFrame(offsets, "bucket long, offset long")
+    in_bucket = Window.partitionBy("bucket").orderBy("h", "user")
+    ranked = hashed.join(F.broadcast(starts), "bucket").withColumn("rank", F.col("offset") + F.row_number().over(in_bucket))
+    return ranked.where(F.col("rank") <= 2 * n).select("user", F.when(F.col("rank") <= n, "validation").otherwise("test").alias("role"))
+
+
 def strong_generalization_split(
     ratings,
-    min_rating: float = 3.5,
+    min_rating: Optional[float] = 3.5,
     min_items: int = 5,
     heldout_users: Union[int, float] = 0.1,
     target_fraction: float = 0.2,
@@ -53,7 +85,7 @@ def strong_generalization_split(
 ) -> Split:
     """Split ``ratings`` (user, item, rating, timestamp) as Mult-VAE does.
 
-    Keeps ratings > ``min_rating`` and users with >= ``min_items`` of them; picks the validation
+    Keeps ratings > ``min_rating`` (all of them when it is None) and users with >= ``min_items`` of them; picks the validation
     and test users (``heldout_users`` each); the item vocabulary is the training users' items,
     so held-out items outside it are dropped, then held-out users with < 2 items; each held-out
     user's items go ``target_fraction`` to the target (at least 1) and the rest to the input.
@@ -77,7 +109,8 @@ def strong_generalization_split(
     ratings = ratings.select("user", "item", "rating", "timestamp")
     counts["rows.input"] = ratings.count()
     LOGGER.info("split %-17s %10d rows", "input", counts["rows.input"])
-    kept = ratings.where(F.col("rating") > float(min_rating))
+    # Null min_rating: every interaction is a positive. Ratings reach here finite (NaN is a bad row).
+    kept = ratings if min_rating is None else ratings.where(F.col("rating") > float(min_rating))
     per_user = kept.groupBy("user").agg(F.count(F.lit(1)).alias("n"))
     kept = kept.join(per_user.where(F.col("n") >= int(min_items)).select("user"), "user").cache()
     note("filtered", kept)
@@ -90,13 +123,7 @@ def strong_generalization_split(
             f"{n} validation and {n} test users and still train; lower heldout_users, min_rating or min_items",
         )
 
-    # Rank users by a seeded hash: the first n validate, the next n test. The global window
-    # runs on one partition, over distinct users only (thousands to a few hundred thousand).
-    users = kept.select("user").distinct().withColumn("h", F.xxhash64("user", F.lit(int(seed))))
-    ranked = users.withColumn("rank", F.row_number().over(Window.orderBy("h", "user")))
-    role = ranked.where(F.col("rank") <= 2 * n).select(
-        "user", F.when(F.col("rank") <= n, "validation").otherwise("test").alias("role")
-    ).cache()
+    role = heldout_roles(kept.select("user").distinct(), n, seed).cache()
     tagged = kept.join(F.broadcast(role), "user", "left").fillna("train", ["role"])
 
     train = tagged.where(F.col("role") == "train").drop("role")

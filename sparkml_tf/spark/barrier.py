@@ -99,7 +99,7 @@ class SparkBarrierLauncher:
         self.slot_wait_s = float(slot_wait_s)
 
     def run(self, fn: Callable[[Dict[str, Any]], Any], settings: Dict[str, Any]) -> Any:
-        from sparkml_tf.spark.session import ensure_driver
+        from sparkml_tf.spark.session import ensure_driver, spark_context
 
         ensure_driver("SparkBarrierLauncher.run()")
         spark = self.spark
@@ -107,7 +107,7 @@ class SparkBarrierLauncher:
             from pyspark.sql import SparkSession
 
             spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
-        sc = spark.sparkContext
+        sc = spark_context(spark, "training with launcher 'spark'")
         _check_slots(sc, self.num_workers, self.slot_wait_s)
         group = f"sparkml-tf-train-{uuid.uuid4().hex[:8]}"
         inbox = _FailureInbox(lambda: sc.cancelJobGroup(group), sc.getConf().get("spark.driver.host") or socket.gethostname())
@@ -346,7 +346,12 @@ def _run_isolated(fn: Callable, settings: Dict[str, Any], rank: int, tail_lines:
     payload, result_path = os.path.join(workdir, "fn.pkl"), os.path.join(workdir, "result.pkl")
     with open(payload, "wb") as f:
         cloudpickle.dump((fn, settings), f)
+    from sparkml_tf.console import HOLD, SHOW, NoiseFilter
+
     lines: collections.deque = collections.deque(maxlen=tail_lines)
+    # Library noise stays off the log (the tail keeps every line); the collective runtime's shutdown
+    # messages are held until the exit code says whether they belong to a failure.
+    noise, held = NoiseFilter(hold_shutdown=True), []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the child imports what this worker can
     try:
@@ -356,7 +361,11 @@ def _run_isolated(fn: Callable, settings: Dict[str, Any], rank: int, tail_lines:
         print(f"[sparkml_tf.barrier] rank {rank}: training process pid {process.pid}", file=sys.stderr, flush=True)
         try:
             for line in process.stdout:
-                sys.stderr.write(line)  # into the executor's log as well
+                verdict = noise.classify(line)
+                if verdict == SHOW:
+                    sys.stderr.write(line)  # into the executor's log as well
+                elif verdict == HOLD:
+                    held.append(line)
                 lines.append(line.rstrip("\n"))
             code = process.wait()
         finally:
@@ -364,6 +373,7 @@ def _run_isolated(fn: Callable, settings: Dict[str, Any], rank: int, tail_lines:
                 process.kill()
                 process.wait()
         if code != 0 or not os.path.exists(result_path):
+            sys.stderr.write("".join(held))
             # A Python exception the child classified, else a death by signal or exit: retryable.
             kind = open(result_path + ".error").read() if os.path.exists(result_path + ".error") else "retryable"
             raise _WorkerFailure(code, "\n".join(lines), kind != "fatal")
@@ -400,7 +410,7 @@ class DistributorLauncher:
     def run(self, fn: Callable[[Dict[str, Any]], Any], settings: Dict[str, Any]) -> Any:
         from pyspark.sql import SparkSession
 
-        from sparkml_tf.spark.session import ensure_driver
+        from sparkml_tf.spark.session import ensure_driver, spark_context
 
         ensure_driver("DistributorLauncher.run()")
         try:
@@ -411,7 +421,7 @@ class DistributorLauncher:
                 "launcher 'distributor' needs spark-tensorflow-distributor; pip install spark-tensorflow-distributor, or use launcher 'spark'",
             ) from e
         spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
-        _check_slots(spark.sparkContext, self.num_workers)
+        _check_slots(spark_context(spark, "training with launcher 'distributor'"), self.num_workers)
         plain = dict(settings)
         return MirroredStrategyRunner(num_slots=self.num_workers, use_gpu=False, use_custom_strategy=True).run(fn, settings=plain)
 

@@ -4,7 +4,8 @@
   with one eviction rule: a new token for the same (kind, path) replaces the old entry, so a model
   re-exported to the same path is never served stale and old copies do not pile up;
 - SavedModel loading into that cache (:func:`load_saved_model`), TensorFlow thread pools
-  (:func:`configure_tf_threads`) and heap freezing after a load (:func:`freeze_heap`);
+  (:func:`configure_tf_threads`) and heap freezing after a load (:func:`freeze_heap`); TensorFlow is
+  imported through :func:`sparkml_tf.console.import_tensorflow`, which keeps its load-time noise off the logs;
 - Arrow helpers that move list columns to and from numpy without per-row Python objects.
 
 Never imports the config system, the job engine or pyspark.sql: executors get plain values only.
@@ -17,6 +18,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from sparkml_tf.console import import_tensorflow
 from sparkml_tf.errors import DataError
 
 PAD = -1
@@ -50,8 +52,7 @@ def load_saved_model(
     workers, not the driver)."""
 
     def load():
-        import tensorflow as tf
-
+        tf = import_tensorflow()
         configure_tf_threads(threads)
         loaded = tf.saved_model.load(model_path)
         if signature not in loaded.signatures:
@@ -94,7 +95,7 @@ def configure_tf_threads(threads: Optional[int]) -> bool:
     """
     if not threads:
         return False
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     if tf.config.threading.get_intra_op_parallelism_threads() == threads and tf.config.threading.get_inter_op_parallelism_threads() == threads:
         return True

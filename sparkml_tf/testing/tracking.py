@@ -9,7 +9,7 @@ from sparkml_tf.tracking.base import Tracker
 
 class RecordingTracker(Tracker):
     """Every call in ``calls`` as a tuple, in order; merged views in ``metrics``, ``params``,
-    ``dicts``, ``artifacts`` (local paths) and ``figures`` (artifact file names)."""
+    ``dicts``, ``artifacts`` (local paths) and ``figures`` (artifact file names); ``tags``, ``models``."""
 
     def __init__(self):
         self.calls: List[tuple] = []
@@ -18,6 +18,8 @@ class RecordingTracker(Tracker):
         self.dicts: Dict[str, Any] = {}
         self.artifacts: List[str] = []
         self.figures: List[str] = []
+        self.tags: Dict[str, Any] = {}
+        self.models: Dict[str, Dict[str, Any]] = {}
 
     def start(self, run_name: str, tags: Optional[Dict[str, str]] = None) -> None:
         self.calls.append(("start", run_name, dict(tags or {})))
@@ -32,6 +34,12 @@ class RecordingTracker(Tracker):
     def log_metrics(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
         self.calls.append(("metrics", metrics, step))
         self.metrics.update(metrics)
+
+    def set_tags(self, tags: Dict[str, Any]) -> None:
+        self.tags.update(tags)
+
+    def log_model(self, saved_model_dir: str, name: str, input_example: Dict[str, Any], registered_model_name: Optional[str] = None) -> None:
+        self.models[name] = {"path": saved_model_dir, "input_example": input_example, "registered_model_name": registered_model_name}
 
     def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
         self.calls.append(("artifact", local_path, artifact_path))

@@ -1,6 +1,6 @@
 """Tracking: the interface jobs log through, MLflow behind it (imported only when a run starts)."""
 
 from sparkml_tf.tracking.base import NullTracker, Tracker
-from sparkml_tf.tracking.mlflow_tracker import DEFAULT_TRACKING_URI, MLflowTracker, download_configs, flatten
+from sparkml_tf.tracking.mlflow_tracker import DEFAULT_TRACKING_URI, MLflowTracker, download_configs, flatten, run_tags, tracking_uri_in_force
 
-__all__ = ["Tracker", "NullTracker", "MLflowTracker", "DEFAULT_TRACKING_URI", "download_configs", "flatten"]
+__all__ = ["Tracker", "NullTracker", "MLflowTracker", "DEFAULT_TRACKING_URI", "download_configs", "flatten", "run_tags", "tracking_uri_in_force"]

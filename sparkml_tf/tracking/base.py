@@ -20,6 +20,23 @@ class Tracker:
     def log_metrics(self, metrics: Dict[str, float], step: Optional[int] = None) -> None:
         pass
 
+    def log_evaluation(self, metrics: Dict[str, float]) -> None:
+        """An evaluation's numbers: the model's under their own names, each baseline's as
+        ``<baseline>/<name>``. Here, as any metrics; a tracker may name the model's apart."""
+        self.log_metrics(metrics)
+
+    def set_tags(self, tags: Dict[str, Any]) -> None:
+        """Facts about the run that may change when a run is resumed (code version, data identity)."""
+
+    def log_model(self, saved_model_dir: str, name: str, input_example: Dict[str, Any], registered_model_name: Optional[str] = None) -> None:
+        """A SavedModel as a model of the run (its ``serving_default`` signature, an input example
+        of a few rows by input name), registered under ``registered_model_name`` when given."""
+
+    def run_info(self) -> Optional[Dict[str, str]]:
+        """Where the last run went (``run_id``, ``experiment_id``, ``experiment``, ``tracking_uri``),
+        for the summary at the end of a run; None when nothing was tracked."""
+        return None
+
     def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
         pass
 

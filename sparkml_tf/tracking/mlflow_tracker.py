@@ -2,6 +2,13 @@
 
 The run starts when the pipeline runs, never while the config is parsed. A tracking failure is
 never silent: it is logged with its cause and counted, and with ``strict`` it stops the run.
+
+Where runs go: a ``tracking_uri`` or ``experiment`` the config sets (not null) wins; else MLflow's
+own environment variables (``MLFLOW_TRACKING_URI``; ``MLFLOW_EXPERIMENT_NAME`` or
+``MLFLOW_EXPERIMENT_ID``), as every MLflow user and Databricks sets them; else ``sqlite:///mlruns.db``
+and ``default_experiment``. Every run is tagged with the code that made it (package version, git
+commit: :mod:`sparkml_tf.tracking.provenance`); an evaluation's model metrics are named
+``model/<name>``, apart from the baselines' ``<baseline>/<name>``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,18 @@ from sparkml_tf.tracking.base import Tracker
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+DEFAULT_EXPERIMENT = "sparkml_tf"
+MODEL_PREFIX = "model/"
+# The MLflow 3 UI opens an experiment of this kind on its runs (model training), not on the GenAI overview.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# MLflow writes these into the environment when a run starts (for subprocesses); a run's end puts back
+# what was there, so the next pipeline in this process reads the user's settings, not the last run's.
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID")
+
+
+def tracking_uri_in_force(explicit: Optional[str] = None) -> str:
+    """The config's URI when it sets one, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns.db``."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 _MAX_PARAM_LENGTH = 6000
 
 
@@ -38,23 +57,30 @@ def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
 class MLflowTracker(Tracker):
     def __init__(
         self,
-        tracking_uri: Optional[str] = DEFAULT_TRACKING_URI,
-        experiment: str = "sparkml_tf",
+        tracking_uri: Optional[str] = None,
+        experiment: Optional[str] = None,
         run_name: Optional[str] = None,
         strict: bool = False,
         config: Any = None,
         macros: Any = None,
         macros_eval: Any = None,
         tags: Optional[Dict[str, str]] = None,
+        default_experiment: str = DEFAULT_EXPERIMENT,
     ):
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
+        # None: MLflow's environment variables decide, else the defaults (see the module's docstring).
+        self.tracking_uri = tracking_uri_in_force(tracking_uri)
+        self.experiment = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
+        self.experiment_id = None if self.experiment else os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+        if not self.experiment and not self.experiment_id:
+            self.experiment = default_experiment
         self.run_name = run_name
         self.strict = strict
         self.config, self.macros, self.macros_eval = config, macros, macros_eval
         self.tags = dict(tags or {})
         self.failures: List[str] = []
         self.run_id: Optional[str] = None
+        self._last_run: Optional[Dict[str, str]] = None
+        self._saved_env: Optional[Dict[str, Optional[str]]] = None
 
     def _guard(self, what: str, fn, *args, **kwargs) -> Any:
         if self.run_id is None and what != "start run":
@@ -72,19 +98,29 @@ class MLflowTracker(Tracker):
     def start(self, run_name: str, tags: Optional[Dict[str, str]] = None) -> None:
         import mlflow
 
+        from sparkml_tf.tracking.provenance import code_version
+
         def _start():
-            if self.tracking_uri:
-                mlflow.set_tracking_uri(self.tracking_uri)
-            experiment = mlflow.set_experiment(self.experiment)
-            close_dead_runs(mlflow.MlflowClient(), experiment.experiment_id)
+            mlflow.set_tracking_uri(self.tracking_uri)
+            experiment = mlflow.set_experiment(experiment_name=self.experiment, experiment_id=self.experiment_id)
+            client = mlflow.MlflowClient()
+            if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+                client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            close_dead_runs(client, experiment.experiment_id)
             owner = {"sparkml_tf.host": socket.gethostname(), "sparkml_tf.pid": str(os.getpid())}
             # MLFLOW_RUN_ID in the environment resumes a run: how separate spark-submits share one.
-            run = mlflow.start_run(run_name=self.run_name or run_name, tags={**self.tags, **(tags or {}), **owner})
+            run = mlflow.start_run(run_name=self.run_name or run_name, tags={**self.tags, **(tags or {}), **owner, **code_version()})
+            self._last_run = {
+                "run_id": run.info.run_id, "experiment_id": experiment.experiment_id, "experiment": experiment.name, "tracking_uri": self.tracking_uri,
+            }
             return run.info.run_id
 
+        self._saved_env = {name: os.environ.get(name) for name in MLFLOW_ENV}
         self.run_id = self._guard("start run", _start)
+        if not self.run_id:
+            self._restore_env()
         if self.run_id:
-            LOGGER.info("MLflow run %s (tracking_uri=%s, experiment=%s)", self.run_id, self.tracking_uri, self.experiment)
+            LOGGER.info("MLflow run %s (tracking_uri=%s, experiment=%s)", self.run_id, self.tracking_uri, self._last_run["experiment"])
             self._log_configs()
 
     def _log_configs(self) -> None:
@@ -104,10 +140,21 @@ class MLflowTracker(Tracker):
     def end(self, status: str = "FINISHED") -> None:
         import mlflow
 
-        self._guard("end run", mlflow.end_run, status=status)
+        try:
+            self._guard("end run", mlflow.end_run, status=status)
+        finally:
+            self._restore_env()
         if self.failures:
             LOGGER.warning("%d MLflow call(s) failed in this run; the first: %s", len(self.failures), self.failures[0])
         self.run_id = None
+
+    def _restore_env(self) -> None:
+        for name, value in (self._saved_env or {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = None
 
     def log_params(self, params: Dict[str, Any]) -> None:
         import mlflow
@@ -122,6 +169,49 @@ class MLflowTracker(Tracker):
 
         clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items()}
         self._guard("log metrics", mlflow.log_metrics, clean, step=step)
+
+    def log_evaluation(self, metrics: Dict[str, float]) -> None:
+        """The model's metrics as ``model/<name>``: in the MLflow UI they sit in their own group,
+        beside each baseline's (``popular/...``, ``ease/...``), never mistaken for one of them."""
+        self.log_metrics({(k if "/" in k else MODEL_PREFIX + k): v for k, v in metrics.items()})
+
+    def set_tags(self, tags: Dict[str, Any]) -> None:
+        import mlflow
+
+        self._guard("set tags", mlflow.set_tags, {k: str(v)[:_MAX_PARAM_LENGTH] for k, v in tags.items()})
+
+    def log_model(self, saved_model_dir: str, name: str, input_example: Dict[str, Any], registered_model_name: Optional[str] = None) -> None:
+        """The SavedModel as an MLflow ``pyfunc`` model (:mod:`sparkml_tf.serving.mlflow_pyfunc`:
+        loading it needs MLflow and TensorFlow only) with its signature, inferred from
+        ``input_example`` run through the model, and the example; registered when a name is given."""
+        import mlflow
+
+        def _log():
+            local = saved_model_dir[len("file://") :] if saved_model_dir.startswith("file://") else saved_model_dir
+            info = self._log_pyfunc(mlflow, name, local, input_example, registered_model_name)
+            LOGGER.info("logged the model as %s%s", info.model_uri, f", registered as '{registered_model_name}'" if registered_model_name else "")
+            return info
+
+        self._guard(f"log model {name}", _log)
+
+    @staticmethod
+    def _log_pyfunc(mlflow, name: str, local: str, input_example: Dict[str, Any], registered_model_name: Optional[str]):
+        import importlib.metadata
+
+        from sparkml_tf.serving import mlflow_pyfunc_path
+
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=mlflow_pyfunc_path(),
+            artifacts={"saved_model": local},
+            input_example=input_example,
+            # Given, not inferred (inference loads the model once more in a subprocess).
+            pip_requirements=[f"tensorflow=={importlib.metadata.version('tensorflow')}", f"numpy=={importlib.metadata.version('numpy')}"],
+            registered_model_name=registered_model_name,
+        )
+
+    def run_info(self) -> Optional[Dict[str, str]]:
+        return dict(self._last_run) if self._last_run else None
 
     def log_artifact(self, local_path: str, artifact_path: Optional[str] = None) -> None:
         import mlflow
@@ -176,12 +266,12 @@ def close_dead_runs(client, experiment_id: str) -> List[str]:
     return closed
 
 
-def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING_URI) -> Dict[str, str]:
-    """Download a run's logged config and macros; returns ``{"config": path, "macros": path}``."""
+def download_configs(run_id: str, tracking_uri: Optional[str] = None) -> Dict[str, str]:
+    """Download a run's logged config and macros; returns ``{"config": path, "macros": path}``
+    (``tracking_uri`` None: ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlruns.db``)."""
     import mlflow
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri_in_force(tracking_uri))
     target = tempfile.mkdtemp(prefix=f"sparkml_tf-{run_id[:8]}-")
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="config", dst_path=target)
@@ -193,3 +283,14 @@ def download_configs(run_id: str, tracking_uri: Optional[str] = DEFAULT_TRACKING
     if not os.path.exists(paths["config"]):
         raise TrackingError("TRACKING_RUN_NOT_FOUND", f"MLflow run {run_id} has no config/config.json artifact; it was not started by a sparkml_tf pipeline")
     return paths
+
+
+def run_tags(run_id: str, tracking_uri: Optional[str] = None) -> Dict[str, str]:
+    """The tags of a logged run ({} when it cannot be read: the caller only warns with them)."""
+    import mlflow
+
+    try:
+        return dict(mlflow.MlflowClient(tracking_uri_in_force(tracking_uri)).get_run(run_id).data.tags)
+    except Exception as e:
+        LOGGER.debug("cannot read the tags of run %s: %s", run_id, e)
+        return {}

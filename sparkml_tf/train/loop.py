@@ -25,6 +25,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Protocol
 
+from sparkml_tf.console import format_seconds, import_tensorflow
 from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.spark.executor import configure_tf_threads
 from sparkml_tf.train.schedule import Schedule, keras_schedule, plan
@@ -92,6 +93,26 @@ SCHEDULE_KEYS = ("batch_size", "epochs", "max_steps", "min_steps", "eval_every_s
 def log(rank: int, message: str) -> None:
     # print, not logging: a barrier task's stdout is what the launcher keeps for error reports.
     print(f"[sparkml_tf.train rank {rank}] {message}", flush=True)
+
+
+def progress_line(
+    evaluation: int, step: int, schedule: Schedule, loss: float, metrics: Dict[str, float], seconds: float,
+    examples_per_s: Optional[float], elapsed: float, steps_done: int,
+) -> str:
+    """``evaluation 3/40 (step 75/1000): loss 0.41, val_ndcg@100 0.3, 5,120 examples/s, 2.1s, ~1m 3s left``.
+
+    Time left: the remaining steps of the budget at this run's pace so far (evaluations included);
+    early stopping may end training sooner."""
+    shown = "".join(f", {k} {v:.4f}" for k, v in metrics.items())
+    speed = f", {examples_per_s:,.0f} examples/s" if examples_per_s else ""
+    remaining = max(schedule.max_steps - step, 0)
+    if remaining == 0 or evaluation + 1 >= schedule.num_evaluations:
+        left = ", last evaluation"
+    elif steps_done > 0:
+        left = f", ~{format_seconds(elapsed / steps_done * remaining)} left at most"
+    else:
+        left = ""
+    return f"evaluation {evaluation + 1}/{schedule.num_evaluations} (step {step}/{schedule.max_steps}): loss {loss:.4f}{shown}{speed}, {seconds:.1f}s{left}"
 
 
 def spec_of(value: Any, key: str = "model") -> Any:
@@ -162,9 +183,9 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     history's ``epoch`` is the round: one epoch in the legacy epoch schedule)."""
     cluster = cluster_info()
     rank, num_workers = cluster["rank"], cluster["num_workers"]
+    tf = import_tensorflow()
     configure_tf_threads(settings.get("tf_threads"))
     import keras
-    import tensorflow as tf
 
     seed = int(settings.get("seed", 0))
     keras.utils.set_random_seed(seed)
@@ -253,6 +274,7 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     # A pause point (hyper-parameter search runs a trial in rungs): stop after the evaluation that
     # reaches this step, checkpointed, so the next rung resumes on the same schedule.
     pause_at = int(settings.get("pause_at_step") or 0)
+    loop_start, first_step = time.perf_counter(), int(step)
     for epoch in range(int(epochs_done), schedule.num_evaluations):
         if stopped or (pause_at and int(step) >= pause_at):
             break
@@ -276,14 +298,14 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
         epochs_done.assign(epoch + 1)
         seconds = time.perf_counter() - start
         steps_run = len(losses)
+        examples_per_s = steps_run * global_batch / train_seconds if train_seconds > 0 else None
         history.append(
             {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
-             "examples_per_s": steps_run * global_batch / train_seconds if train_seconds > 0 else None}
+             "examples_per_s": examples_per_s}
         )
         if is_chief:  # every rank computes the same numbers; one copy is enough
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            where = f"evaluation {epoch + 1}/{schedule.num_evaluations} (step {int(step)}/{schedule.max_steps})"
-            log(rank, f"{where}: loss {epoch_loss:.4f}, {shown}, {seconds:.1f}s")
+            elapsed = time.perf_counter() - loop_start
+            log(rank, progress_line(epoch, int(step), schedule, epoch_loss, metrics, seconds, examples_per_s, elapsed, int(step) - first_step))
         save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
         manager.save(checkpoint_number=int(step))
         stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps

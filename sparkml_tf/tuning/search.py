@@ -101,6 +101,9 @@ class Tune(Job):
 
     # ---- the search ------------------------------------------------------------------------
 
+    def classic_spark_reason(self) -> str:
+        return "tuning runs its trials as Spark tasks through sparkContext"
+
     def run(self, ctx: RunContext) -> Dict[str, Any]:
         import optuna
 
@@ -184,13 +187,14 @@ class Tune(Job):
         """Each active trial trains to ``budget`` (None: to the end) as one Spark task, at most
         ``parallelism`` at a time; a list of ``{"result": summary}`` or ``{"error", "tail"}``."""
         from sparkml_tf.spark.barrier import run_in_child
+        from sparkml_tf.spark.session import spark_context
 
         payloads = []
         for record in active:
             settings = dict(record["settings"], pause_at_step=budget, force=False)
             payloads.append((f"trial {record['number']}", settings))
         outcomes: List[Dict[str, Any]] = []
-        sc = ctx.spark.sparkContext
+        sc = spark_context(ctx.spark, "tuning")
         for start in range(0, len(payloads), self.parallelism):
             chunk = payloads[start : start + self.parallelism]
             fn = worker  # plain locals only in the closure Spark pickles

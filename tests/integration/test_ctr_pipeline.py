@@ -27,6 +27,7 @@ def tiny(run_dir, db):
         "--set", "train.batch_size=256",
         "--set", "train.checkpoint_every_steps=20",
         "--set", "export.warmup_records=20",
+        "--set", "export.registered_model_name=ctr-test",
         "--set", 'candidates.dates=["2026-01-01"]',
         "--set", "candidates.requests_per_date=20",
         "--set", "candidates.ads_per_request=50",
@@ -67,3 +68,22 @@ def test_ctr_pipeline_through_the_cli(spark, tmp_path, capsys):
     (run,) = client.search_runs([client.get_experiment_by_name("sparkml-tf-ctr").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.params["train.num_workers"] == "2"
+
+    # The export as an MLflow model with its signature: loaded back, it scores as the export does;
+    # a version of it is registered under the configured name.
+    import numpy as np
+    import tensorflow as tf
+
+    from sparkml_tf.ranking.export import random_features
+    from sparkml_tf.ranking.features.feature_index import FeatureIndex
+
+    mlflow.set_tracking_uri(db)
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/ctr_model")
+    signature = model.metadata.signature
+    assert signature is not None and {spec.name for spec in signature.inputs.inputs} == {"deep_ids", "wide_ids", "dense"}
+    assert {spec.name for spec in signature.outputs.inputs} >= {"probability"} and model.input_example is not None
+    features = random_features(FeatureIndex.load(os.path.join(version_dir, "assets", "feature_index.json")), 64, seed=3)
+    export = tf.saved_model.load(version_dir).signatures["serving_default"]
+    expected = export(**{k: tf.constant(v) for k, v in features.items()})["probability"].numpy()
+    np.testing.assert_allclose(model.predict(features)["probability"], expected, rtol=1e-6)
+    assert [int(v.version) for v in client.search_model_versions("name='ctr-test'")] == [1]

@@ -101,6 +101,6 @@ def test_databricks_notebook_runs_the_pipeline_on_the_given_session(tmp_path, mo
     (run,) = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert run.info.status == "FINISHED"
     assert f"MLflow run {run.info.run_id}" in text
-    assert run.data.metrics["recall_at_20"] == pytest.approx(metrics["recall@20"])
+    assert run.data.metrics["model/recall_at_20"] == pytest.approx(metrics["recall@20"])  # the model's own, apart from the baselines'
     assert run.data.params["train.num_workers"] == "2"
     assert run.data.params["train.launcher"] == "spark"

@@ -3,6 +3,9 @@ local[2]), 2 barrier workers, hnswlib, a sqlite MLflow store. Tiny generated dat
 
 import json
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -38,18 +41,44 @@ def tiny(run_dir, db, ratings):
     ]
 
 
+# What must not reach a user's console: TensorFlow's, absl's, gRPC's and CUDA probing's lines
+# (glog/absl format, or naming them), and Spark's warnings (log4j lines at WARN).
+NOISE = re.compile(
+    r"^[IWEF]\d{4} \d\d:\d\d:|absl::InitializeLog|oneDNN|cuInit|cuda|CUDA|TF-TRT|tensorflow/|grpc|StartAbort|"
+    r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d WARN |^\[Stage \d+"
+)
+# The JVM's own notice for the vector module Spark's launcher adds (not Spark's logging; no switch turns it off).
+JVM_NOTICE = "WARNING: Using incubator modules: jdk.incubator.vector"
+
+
+def run_cli_quietly(args, cwd):
+    """``sparkml-tf ARGS`` in its own process, as a user runs it (no quieting variables of the test
+    session's): its exit code and everything it printed, the output of Spark's Python workers and
+    of the training processes included."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY") and not k.startswith("MLFLOW_")}
+    env.update({"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable})
+    done = subprocess.run([sys.executable, "-m", "sparkml_tf.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=1500)
+    return done.returncode, done.stdout, done.stderr
+
+
 @pytest.mark.spark
 @pytest.mark.slow
-def test_movielens_pipeline_through_the_cli(spark, tmp_path, capsys, caplog):
+def test_movielens_pipeline_through_the_cli(spark, tmp_path, caplog):
     import logging
 
     import mlflow
 
+    from sparkml_tf.version import __version__
+
     run_dir, db, ratings = str(tmp_path / "run"), f"sqlite:///{tmp_path}/mlruns.db", str(tmp_path / "ratings.csv")
     write_ratings(ratings)
-    assert main(["run", CONFIG, MACROS, *tiny(run_dir, db, ratings)]) == 0
-    printed = capsys.readouterr().out
+    # The first run in its own process, as a user's: a quiet console with training progress, then the summary.
+    code, printed, errors = run_cli_quietly(["run", CONFIG, MACROS, *tiny(run_dir, db, ratings)], cwd=str(tmp_path))
+    assert code == 0, errors[-5000:]
     assert "ease" in printed and "popular" in printed and "recall@20" in printed
+    noise = [line for line in (printed + errors).splitlines() if NOISE.search(line) and line != JVM_NOTICE]
+    assert not noise, "\n".join(noise[:20])
+    assert re.search(r"\[sparkml_tf\.train rank 0\] evaluation 1/\d+ \(step \d+/240\): .* examples/s, .*s left at most", errors), errors[-3000:]
 
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
     for key in ("recall@20", "recall@50", "ndcg@100", "num_users", "ann_recall@100", "popular/recall@20", "ease/ndcg@100"):
@@ -62,8 +91,25 @@ def test_movielens_pipeline_through_the_cli(spark, tmp_path, capsys, caplog):
     client = mlflow.MlflowClient(db)
     (run,) = client.search_runs([client.get_experiment_by_name("movielens").experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["recall_at_20"] == pytest.approx(metrics["recall@20"])
+    summary = printed[printed.index("== run ==") :]
+    assert run.info.run_id in summary and f"mlflow ui --backend-store-uri {db}" in summary and f"run directory  {run_dir}" in summary
+    headline = next(line for line in summary.splitlines() if line.startswith("metrics"))
+    assert f"ndcg@100 {metrics['ndcg@100']:.4f} (" in headline and f"popular {metrics['popular/ndcg@100']:.4f}" in headline
+    # The model's metrics apart from the baselines'; the code and the data that made them.
+    assert run.data.metrics["model/recall_at_20"] == pytest.approx(metrics["recall@20"])
+    assert run.data.metrics["popular/recall_at_20"] == pytest.approx(metrics["popular/recall@20"]) and "recall_at_20" not in run.data.metrics
     assert run.data.params["train.num_workers"] == "2"
+    tags = run.data.tags
+    assert tags["sparkml_tf.version"] == __version__ and tags["sparkml_tf.data.dataset.path"] == ratings
+    assert tags["sparkml_tf.data.dataset.size_bytes"] == str(os.path.getsize(ratings))
+    stats = json.load(open(os.path.join(run_dir, "dataset", "stats.json")))
+    assert f"train {stats['counts']['rows.train']}" in tags["sparkml_tf.data.dataset.rows"]
+    # The export as an MLflow model, with its signature (items -> user_embedding) and an input example.
+    mlflow.set_tracking_uri(db)
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/retrieval_model")
+    assert [spec.name for spec in model.metadata.signature.inputs.inputs] == ["items"]
+    example = model.input_example["items"]
+    assert model.predict({"items": example})["user_embedding"].shape == (len(example), 16)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "model", "index", "plots"} <= artifacts
 

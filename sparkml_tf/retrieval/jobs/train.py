@@ -50,6 +50,7 @@ class Train(Job):
         lr_decay: Optional[str] = None,
         seed: int = 0,
         name: str = "train",
+        registered_model_name: Optional[str] = None,
     ):
         checks = Checks()
         with checks.at("model"):
@@ -78,11 +79,23 @@ class Train(Job):
         self.learning_rate = float(learning_rate)
         self.checkpoint_every_steps, self.seed = int(checkpoint_every_steps), int(seed)
         self.name = name
+        self._registered_model_name = registered_model_name or None  # private: not a setting of the output (lineage)
         check_location(self.export_dir, "export_dir")
         check_location(self.embeddings_dir, "embeddings_dir")
         check_location(self.checkpoint_dir, "checkpoint_dir")
 
     objective = "best_ndcg"  # the summary key a hyper-parameter search maximizes (validation NDCG@100)
+
+    def _items_example(self, rows: int = 5, length: int = 8):
+        """An input example for the logged model: ``items`` int64 [rows, length] of valid ids, padded with -1."""
+        import numpy as np
+
+        from sparkml_tf.retrieval.layout import RetrievalDataset
+
+        num_items = max(int(RetrievalDataset(self.dataset_dir).read_stats().get("num_items") or 1), 1)
+        items = np.random.default_rng(self.seed).integers(0, num_items, size=(rows, length)).astype(np.int64)
+        items[1:, length // 2 :] = -1  # users with fewer items than the longest
+        return items
 
     def worker(self):
         """The function each training worker runs (and a search trial)."""
@@ -134,6 +147,7 @@ class Train(Job):
                              "resumed_from_step": summary.get("resumed_from_step", 0)})
         if summary.get("export_path"):
             tracker.log_artifact(summary["export_path"], "model")
+            tracker.log_model(summary["export_path"], "retrieval_model", {"items": self._items_example()}, self._registered_model_name)
         if history:
             panels = CURVES if "loss" in history[0] else CURVES[1:]
             tracker.log_figure(training_curves(history, panels), "plots/training_curves.png")

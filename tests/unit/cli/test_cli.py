@@ -11,8 +11,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-def cli(*args, cwd=None, timeout=120):
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+def cli(*args, cwd=None, timeout=120, env=None):
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, **(env or {})}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "sparkml_tf.cli", *args], capture_output=True, text=True, cwd=cwd or REPO, env=env, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start
@@ -104,7 +104,12 @@ def test_run_smoke_then_rerun_from_mlflow(tmp_path):
     assert run.data.metrics["tasks"] == 2
     rc, out, err, _ = cli("from-mlflow", run.info.run_id, "--tracking-uri", db, "--dry-run", cwd=tmp_path)
     assert rc == 0, err
-    assert "is valid" in out
+    assert "is valid" in out and "warning" not in err  # the same code as the run's
+    # A run made by other code: the rerun says so (it runs the installed code).
+    client.set_tag(run.info.run_id, "sparkml_tf.version", "0.0.1")
+    rc, out, err, _ = cli("from-mlflow", run.info.run_id, "--dry-run", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": db})
+    assert rc == 0 and "is valid" in out, err
+    assert f"warning: run {run.info.run_id} was made by other code than this: sparkml_tf 0.0.1 ran it" in err
 
 
 def test_an_unknown_job_is_a_usage_error_under_run_as_under_submit(tmp_path):

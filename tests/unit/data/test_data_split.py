@@ -5,7 +5,7 @@ import pytest
 
 from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.generate import generate_ratings
-from sparkml_tf.retrieval.split import SPLITS, num_heldout, strong_generalization_split
+from sparkml_tf.retrieval.split import SPLITS, heldout_roles, num_heldout, strong_generalization_split
 
 pytestmark = pytest.mark.spark
 
@@ -81,6 +81,18 @@ def test_deterministic_for_a_seed_and_different_across_seeds(ratings, split):
     pd.testing.assert_frame_equal(frame.sort_values(key).reset_index(drop=True), same)
     other = run(8)
     assert set(other.loc[other["split"] == "test_input", "user"]) != set(frame.loc[frame["split"] == "test_input", "user"])
+
+
+@pytest.mark.parametrize("bucket_bits", [1, 4, 10])
+def test_heldout_users_are_ranked_as_by_one_global_ordering_of_their_hash(ratings, bucket_bits):
+    # The first n users by (xxhash64(user, seed), user) validate, the next n test: the split a
+    # window over all users gave, computed here without one (any number of hash buckets).
+    from pyspark.sql import functions as F
+
+    users, n = ratings.select("user").distinct(), 17
+    got = dict(heldout_roles(users, n, seed=7, bucket_bits=bucket_bits).toPandas().itertuples(index=False))
+    order = list(users.select("user", F.xxhash64("user", F.lit(7)).alias("h")).toPandas().sort_values(["h", "user"])["user"])
+    assert got == {**{u: "validation" for u in order[:n]}, **{u: "test" for u in order[n : 2 * n]}}
 
 
 def test_fraction_of_users():

@@ -57,3 +57,55 @@ def test_unknown_run_id(tmp_path):
     with pytest.raises(TrackingError) as info:
         download_configs("0" * 32, f"sqlite:///{tmp_path}/m.db")
     assert info.value.code == "TRACKING_RUN_NOT_FOUND"
+
+
+def test_the_environment_names_store_and_experiment_unless_the_config_does(tmp_path, monkeypatch):
+    env_uri, own_uri = f"sqlite:///{tmp_path}/env.db", f"sqlite:///{tmp_path}/own.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env_uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
+    runs = {}
+    trackers = {"env": MLflowTracker(None, None, default_experiment="movielens", strict=True), "own": MLflowTracker(own_uri, "mine", strict=True)}
+    for name, tracker in trackers.items():
+        tracker.start("run")
+        tracker.end()
+        runs[name] = tracker.run_info()
+    assert (runs["env"]["tracking_uri"], runs["env"]["experiment"]) == (env_uri, "from-env")
+    assert (runs["own"]["tracking_uri"], runs["own"]["experiment"]) == (own_uri, "mine")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    default = MLflowTracker(None, None, default_experiment="movielens")
+    assert (default.tracking_uri, default.experiment) == ("sqlite:///mlruns.db", "movielens")
+
+
+def test_a_run_carries_its_code_and_names_the_models_metrics_apart_from_the_baselines(tmp_path):
+    import mlflow
+
+    from sparkml_tf.tracking.provenance import code_version
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    tracker = MLflowTracker(uri, experiment="t", strict=True)
+    tracker.start("run")
+    tracker.log_evaluation({"recall@20": 0.5, "popular/recall@20": 0.1})
+    tracker.set_tags({"sparkml_tf.data.dataset.rows": "train 10"})
+    tracker.end()
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(tracker.run_info()["run_id"])
+    assert run.data.metrics == {"model/recall_at_20": 0.5, "popular/recall_at_20": 0.1}
+    assert {k: run.data.tags.get(k) for k in code_version()} == code_version() and run.data.tags["sparkml_tf.data.dataset.rows"] == "train 10"
+    # MLflow 3 opens an experiment of this kind on its runs, not on the GenAI overview.
+    assert client.get_experiment_by_name("t").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_code_differences_in_words():
+    from sparkml_tf.tracking.provenance import code_differences
+
+    now = {"sparkml_tf.version": "0.2.0", "sparkml_tf.git_commit": "b" * 40, "sparkml_tf.git_dirty": "true", "sparkml_tf.git_diff_sha256": "d1"}
+    assert code_differences(dict(now), now) == []  # the same commit with the same uncommitted changes
+    said = code_differences({"sparkml_tf.version": "0.1.0", "sparkml_tf.git_commit": "a" * 40, "sparkml_tf.git_dirty": "false"}, now)
+    assert said == ["sparkml_tf 0.1.0 ran it, 0.2.0 is installed", f"it ran at git commit {'a' * 12}, this checkout is at {'b' * 12}"]
+    assert code_differences({**now, "sparkml_tf.git_diff_sha256": "d0"}, now) == [
+        f"it ran with uncommitted changes to {'b' * 12} that this checkout does not have"
+    ]
+    assert code_differences({"sparkml_tf.git_commit": "a" * 40}, {"sparkml_tf.version": "0.2.0"}) == [
+        f"it ran at git commit {'a' * 12}; the installed sparkml_tf is not a git checkout"
+    ]

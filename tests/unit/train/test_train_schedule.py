@@ -2,6 +2,7 @@
 
 import pytest
 
+from sparkml_tf.console import format_seconds
 from sparkml_tf.errors import SparkmlTfError
 from sparkml_tf.train.schedule import check_settings, plan
 
@@ -80,3 +81,17 @@ def test_bad_settings_are_refused_at_their_key(settings, key):
     with pytest.raises(SparkmlTfError) as info:
         check_settings(**settings)
     assert info.value.code == "CONFIG_BAD_VALUE" and info.value.path == key
+
+
+def test_progress_line_shows_the_evaluation_of_all_the_speed_and_the_time_left():
+    from sparkml_tf.train.loop import progress_line
+
+    schedule = plan(4000, 2, {})
+    line = progress_line(2, 3 * schedule.eval_every, schedule, 0.41, {"val_ndcg@100": 0.3}, 2.0, 5120.4, 30.0, 3 * schedule.eval_every)
+    left = 30.0 / (3 * schedule.eval_every) * (schedule.max_steps - 3 * schedule.eval_every)
+    assert line == (
+        f"evaluation 3/{schedule.num_evaluations} (step {3 * schedule.eval_every}/{schedule.max_steps}): loss 0.4100, val_ndcg@100 0.3000, "
+        f"5,120 examples/s, 2.0s, ~{format_seconds(left)} left at most"
+    )
+    last = progress_line(schedule.num_evaluations - 1, schedule.max_steps, schedule, 0.4, {}, 1.0, None, 60.0, schedule.max_steps)
+    assert last.endswith(": loss 0.4000, 1.0s, last evaluation")
