@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -358,6 +358,14 @@ class HnswIndex:
             table = pq.read_table(os.path.join(local, IDS_FILE))
         index.set_ef(ef or params["ef"])
         return cls(index, table.column("id").to_numpy(), table.column("item").to_numpy(zero_copy_only=False).astype(object), params)
+
+
+def index_items_files(directory: str) -> List[str]:
+    """The id-map Parquet files of an index, every shard's (``id`` int64, ``item`` string): Spark reads
+    them in place to map a user's items to ids."""
+    shards = num_index_shards(directory)
+    roots = [shard_dir(directory, s) for s in range(shards)] if shards > 1 else [str(directory).rstrip("/")]
+    return [f"{root}/{IDS_FILE}" for root in roots]
 
 
 def read_index_items(directory: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -241,14 +241,22 @@ def make_ranked_metrics_fn(ks, metric_names, ranked_col: str = "ids", targets_co
     return ranked_metrics
 
 
-def make_recommend_fn(cache_key: str, model_path: str, index_dir: str, k: int, batch_size: int, threads: int = 1) -> Callable[[Iterator[Any]], Iterator[Any]]:
+def make_recommend_fn(
+    cache_key: str, model_path: str, index_dir: str, k: int, batch_size: int, threads: int = 1, output_dir: Optional[str] = None,
+    constants: Optional[dict] = None,
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The Recommend ``mapInArrow`` function: batches of (user, items list<long>[, seen list<long>]) ->
     one row per recommendation (user, rank int, item string, score float): the user's embedding by
     the model from ``items``, ``k + #seen`` candidates from the index, the ``seen`` items (default:
-    ``items``) dropped, the best ``k`` kept."""
-    k = int(k)
+    ``items``) dropped, the best ``k`` kept.
 
-    def recommend(batches):
+    With ``output_dir`` the task writes its rows itself, one Parquet file per task with the
+    ``constants`` columns added (string values), and yields one row: ``rows`` long. Arrow to
+    Parquet directly skips Spark's row conversion, most of the cost of a wide top-k table."""
+    k = int(k)
+    constants = dict(constants or {})
+
+    def recommend_batches(batches):
         import pyarrow as pa
 
         from sparkml_tf.index.hnsw import HnswIndex
@@ -257,7 +265,6 @@ def make_recommend_fn(cache_key: str, model_path: str, index_dir: str, k: int, b
         fn = load_model(cache_key, model_path, threads=threads, freeze=True)
         index = cached("hnsw", cache_key, index_dir, lambda: HnswIndex.load(index_dir))
         names = cached("hnsw-names", cache_key, index_dir, lambda: _names_by_id(index))
-        schema = pa.schema([("user", pa.string()), ("rank", pa.int32()), ("item", pa.string()), ("score", pa.float32())])
         for batch in batches:
             if batch.num_rows == 0:
                 continue
@@ -273,23 +280,51 @@ def make_recommend_fn(cache_key: str, model_path: str, index_dir: str, k: int, b
             valid = kept != PAD
             rows, ranks = np.nonzero(valid)
             yield pa.RecordBatch.from_arrays(
-                [
-                    users.take(pa.array(rows)),
-                    pa.array((ranks + 1).astype(np.int32)),
-                    pa.array(names[kept[valid]], pa.string()),
-                    pa.array(kept_scores[valid].astype(np.float32)),
-                ],
-                schema=schema,
+                [users.take(pa.array(rows)), pa.array((ranks + 1).astype(np.int32)), names.take(pa.array(kept[valid])),
+                 pa.array(kept_scores[valid].astype(np.float32))],
+                names=["user", "rank", "item", "score"],
             )
+
+    def recommend(batches):
+        import pyarrow as pa
+
+        if output_dir is None:
+            yield from recommend_batches(batches)
+            return
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        from sparkml_tf.io.filesystems import resolve
+
+        filesystem, local = resolve(output_dir)
+        filesystem.create_dir(local, recursive=True)
+        writer, written = None, 0
+        try:
+            for batch in recommend_batches(batches):
+                n = batch.num_rows
+                repeat = pa.array(np.zeros(n, np.int32))  # a constant column: one dictionary entry, n zero indices
+                columns = list(batch.columns) + [pa.DictionaryArray.from_arrays(repeat, pa.array([str(v)])) for v in constants.values()]
+                out = pa.RecordBatch.from_arrays(columns, names=batch.schema.names + list(constants))
+                if writer is None:
+                    writer = pq.ParquetWriter(f"{local}/part-{uuid.uuid4().hex}.parquet", out.schema, filesystem=filesystem)
+                writer.write_batch(out)
+                written += n
+        finally:
+            if writer is not None:
+                writer.close()
+        yield pa.RecordBatch.from_pydict({"rows": [written]}, schema=pa.schema([("rows", pa.int64())]))
 
     return recommend
 
 
-def _names_by_id(index) -> np.ndarray:
-    """Item names indexed by vocab id (object array; ids outside the index map to None)."""
+def _names_by_id(index):
+    """Item names indexed by vocab id, as an Arrow string array (null where the index has no such id)."""
+    import pyarrow as pa
+
     names = np.full(int(index.ids.max(initial=-1)) + 1, None, dtype=object)
     names[index.ids] = index.items
-    return names
+    return pa.array(names, pa.string())
 
 
 def make_shard_query_fn(cache_key: str, index_dir: str, k: int, key_col: str = "user", vector_col: str = "vector", exclude_col: str = "exclude"):

@@ -197,7 +197,7 @@ class Recommend(Job):
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
-        from sparkml_tf.index.hnsw import read_index_items
+        from sparkml_tf.index.hnsw import index_items_files
 
         end = int(datetime.datetime.fromisoformat(date).replace(tzinfo=datetime.timezone.utc).timestamp()) + SECONDS_PER_DAY
         history = self._read_history(spark).where(F.col("timestamp").isNull() | (F.col("timestamp") < end))
@@ -206,8 +206,14 @@ class Recommend(Job):
         user = F.trim(F.col("user"))
         missing_user = history.where(F.col("user").isNull() | (user == ""))
         history = history.where(F.col("user").isNotNull() & (user != ""))
-        ids, names = read_index_items(self.index_dir)
-        vocab = spark.createDataFrame([(str(n), int(i)) for n, i in zip(names, ids)], "item string, id long")
+        try:
+            vocab = spark.read.parquet(*index_items_files(self.index_dir)).select(F.col("item").cast("string"), F.col("id").cast("long"))
+        except Exception as e:  # AnalysisException: no index there
+            raise DataError(
+                "DATA_NOT_FOUND",
+                f"cannot read the index's items ({type(e).__name__}: {str(e).splitlines()[0][:300]}); run the BuildIndex job first",
+                self.index_dir,
+            ) from e
         joined = history.join(F.broadcast(vocab), on="item", how="left")  # id null: an item the index does not know
         known = joined.where(F.col("id").isNotNull())
         # One aggregation over the history, no window: per user, the known items as (time, id)
@@ -252,17 +258,20 @@ class Recommend(Job):
         from sparkml_tf.retrieval.topk import sharded_top_k
 
         shards = num_index_shards(self.index_dir)
-        if shards == 1:  # one stage: embed the users and query the whole index
-            fn = make_recommend_fn(uuid.uuid4().hex, str(model_path), str(self.index_dir), self.k, self.batch_size)
-            by_model = users.select("user", "items", "seen").mapInArrow(fn, "user string, rank int, item string, score float")
+        constants = {"source": "model", "model_version": model_version, "index_version": index_version}
+        rows = 0
+        if shards == 1:  # one stage: embed the users, query the whole index, and write the rows from the executors
+            fn = make_recommend_fn(uuid.uuid4().hex, str(model_path), str(self.index_dir), self.k, self.batch_size, output_dir=tmp, constants=constants)
+            rows += sum(r["rows"] for r in users.select("user", "items", "seen").mapInArrow(fn, "rows long").collect())
         else:  # the vectors first, then every shard meets every user (retrieval/topk.py)
             vectors = embed_users(users, model_path, self.batch_size).join(users.select("user", F.col("seen").alias("exclude")), on="user")
             top = sharded_top_k(vectors, self.index_dir, shards, self.k)
             ranked = top.select("user", F.posexplode(F.arrays_zip("ids", "scores")).alias("position", "c"))
             by_model = ranked.select("user", (F.col("position") + 1).cast("int").alias("rank"), F.col("c.ids").alias("id"), F.col("c.scores").alias("score"))
             by_model = by_model.join(F.broadcast(vocab), on="id").select("user", "rank", "item", "score")
-        by_model = by_model.withColumn("source", F.lit("model"))
-        parts = [by_model]
+            by_model = by_model.select("*", *[F.lit(v).alias(c) for c, v in constants.items()])
+            by_model.write.mode("append").parquet(tmp)
+            rows += spark.read.parquet(tmp).count()  # from the Parquet footers
         if fallback_users is not None:  # users without a known item get the window's most frequent items
             popular = (
                 known.groupBy("item")
@@ -270,13 +279,27 @@ class Recommend(Job):
                 .withColumn("rank", F.row_number().over(Window.orderBy(F.col("score").desc(), F.col("item"))))  # a k-row list: one partition is right
                 .where(F.col("rank") <= self.k)
             )
-            parts.append(
-                fallback_users.crossJoin(F.broadcast(popular)).select("user", F.col("rank").cast("int"), "item", "score", F.lit("popular").alias("source"))
-            )
-        rows = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
-        rows = rows.withColumn("model_version", F.lit(model_version)).withColumn("index_version", F.lit(index_version))
-        rows.write.parquet(tmp)
-        return spark.read.parquet(tmp).count()  # from the Parquet footers
+            fallback = fallback_users.crossJoin(F.broadcast(popular)).select("user", F.col("rank").cast("int"), "item", "score")
+            fallback = fallback.select("*", *[F.lit(v).alias(c) for c, v in {**constants, "source": "popular"}.items()])
+            fallback.write.mode("append").parquet(f"{tmp}/_popular")  # counted apart, then moved in beside the model's files
+            rows += _move_parts(f"{tmp}/_popular", tmp, spark)
+        return rows
+
+
+def _move_parts(source: str, target: str, spark) -> int:
+    """Move the Parquet files of ``source`` into ``target`` (then remove ``source``); their row count."""
+    from pyarrow import fs
+
+    from sparkml_tf.io.filesystems import delete, resolve
+
+    count = spark.read.parquet(source).count()
+    filesystem, local = resolve(source)
+    _, target_local = resolve(target)
+    for info in filesystem.get_file_info(fs.FileSelector(local)):
+        if info.base_name.endswith(".parquet"):
+            filesystem.move(info.path, f"{target_local}/popular-{info.base_name}")
+    delete(filesystem, local)
+    return count
 
 
 def _whole(value: Any) -> bool:
