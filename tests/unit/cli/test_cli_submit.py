@@ -27,7 +27,7 @@ def test_dry_run_prints_one_command_per_stage_in_pipeline_order():
     rc, out, err = cli("submit", *ML, "--target", "conf/targets/yarn-cluster.json", *SHARED, "--set", "train.num_workers=3", "--dry-run")
     assert rc == 0, err
     lines = out.splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 6
     argvs = [shlex.split(line) for line in lines]
     assert [argv[argv.index("--name") + 1] for argv in argvs] == [f"movielens-linear-ae:{s}" for s in ("dataset", "train", "index", "predict", "evaluate")]
     for argv in argvs:
