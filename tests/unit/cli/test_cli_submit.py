@@ -29,7 +29,8 @@ def test_dry_run_prints_one_command_per_stage_in_pipeline_order():
     lines = out.splitlines()
     assert len(lines) == 6
     argvs = [shlex.split(line) for line in lines]
-    assert [argv[argv.index("--name") + 1] for argv in argvs] == [f"movielens-linear-ae:{s}" for s in ("dataset", "train", "index", "predict", "evaluate", "recommend")]
+    stages = ("dataset", "train", "index", "predict", "evaluate", "recommend")
+    assert [argv[argv.index("--name") + 1] for argv in argvs] == [f"movielens-linear-ae:{s}" for s in stages]
     for argv in argvs:
         assert argv[:5] == ["spark-submit", "--master", "yarn", "--deploy-mode", "cluster"]
         script = next(a for a in argv if a.startswith("jobs/"))
