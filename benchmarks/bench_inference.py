@@ -47,22 +47,9 @@ import numpy as np
 
 
 def save_model(path: str, num_items: int, dim: int) -> str:
-    import tensorflow as tf
+    from sparkml_tf.testing.average_model import save_average_model
 
-    class Average(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.table = tf.Variable(np.random.default_rng(0).normal(size=(num_items, dim)).astype(np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="items")])
-        def serve(self, items):
-            mask = tf.cast(items >= 0, tf.float32)
-            vectors = tf.gather(self.table, tf.maximum(items, 0)) * mask[..., None]
-            return {"user_embedding": tf.reduce_sum(vectors, 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)}
-
-    module = Average()
-    tf.saved_model.save(module, f"{path}/1", signatures={"serving_default": module.serve})
-    return f"{path}/1"
+    return save_average_model(path, np.random.default_rng(0).normal(size=(num_items, dim)).astype(np.float32))
 
 
 def make_rows(users: int, num_items: int, mean_items: int, max_items: int, path: str) -> None:

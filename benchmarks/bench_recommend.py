@@ -35,26 +35,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-def save_average_model(export_dir: str, table: np.ndarray) -> str:
-    import tensorflow as tf
-
-    class Average(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.table = tf.Variable(table, dtype=tf.float32)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name="items")])
-        def serve(self, items):
-            mask = tf.cast(items >= 0, tf.float32)
-            vectors = tf.gather(self.table, tf.maximum(items, 0)) * mask[..., None]
-            return {"user_embedding": tf.reduce_sum(vectors, 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)}
-
-    module = Average()
-    path = f"{export_dir}/1"
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    return path
-
-
 def main() -> None:
     from bench_ann import realistic_data
 
@@ -80,6 +60,7 @@ def main() -> None:
     from sparkml_tf.spark.executor import padded_from_offsets
     from sparkml_tf.spark.session import SparkConfig
     from sparkml_tf.testing import RecordingTracker
+    from sparkml_tf.testing.average_model import save_average_model
 
     tmp = tempfile.mkdtemp(prefix="bench-recommend-")
     vectors, biases, _ = realistic_data(args.items, args.dim, 20, 1, seed=0)

@@ -40,11 +40,10 @@ def _dataset(root, rng):
 @pytest.fixture(scope="module")
 def evaluated(spark, tmp_path_factory):
     """Dataset -> Predict -> BuildIndex -> Evaluate on a toy catalogue, run once for the module."""
-    from test_jobs_predict import save_average_model
-
     from sparkml_tf.retrieval.jobs.evaluate import Evaluate
     from sparkml_tf.retrieval.jobs.index import BuildIndex
     from sparkml_tf.retrieval.jobs.predict import Predict
+    from sparkml_tf.testing.average_model import save_average_model
 
     tmp = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)

@@ -6,29 +6,9 @@ import pytest
 from sparkml_tf.engine.base import RunContext
 from sparkml_tf.errors import DataError
 from sparkml_tf.io.outputs import MARKER
+from sparkml_tf.testing.average_model import save_average_model
 
 NUM_ITEMS, DIM = 12, 4
-
-
-def save_average_model(export_dir, table, version=1, input_name="items"):
-    """A tiny SavedModel with the Predict contract: mean of the embeddings of the (-1 padded) items."""
-    import tensorflow as tf
-
-    class Average(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.table = tf.Variable(table, dtype=tf.float32)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64, name=input_name)])
-        def serve(self, items):
-            mask = tf.cast(items >= 0, tf.float32)
-            vectors = tf.gather(self.table, tf.maximum(items, 0)) * mask[..., None]
-            return {"user_embedding": tf.reduce_sum(vectors, 1) / tf.maximum(tf.reduce_sum(mask, 1, keepdims=True), 1.0)}
-
-    module = Average()
-    path = f"{export_dir}/{version}"
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-    return path
 
 
 def write_dataset(root, rows):

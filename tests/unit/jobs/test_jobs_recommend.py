@@ -32,9 +32,8 @@ def _history(rng):
 
 @pytest.fixture(scope="module")
 def setup(spark, tmp_path_factory):
-    from test_jobs_predict import save_average_model
-
     from sparkml_tf.retrieval.jobs.index import BuildIndex
+    from sparkml_tf.testing.average_model import save_average_model
 
     tmp = tmp_path_factory.mktemp("recommend")
     rng = np.random.default_rng(0)
@@ -124,7 +123,7 @@ def test_history_window_and_no_fallback(setup, tmp_path):
 
 @pytest.mark.spark
 def test_a_failed_run_leaves_no_visible_partition(setup, tmp_path):
-    from test_jobs_predict import save_average_model
+    from sparkml_tf.testing.average_model import save_average_model
 
     tmp, spark = setup["tmp"], setup["spark"]
     save_average_model(tmp_path / "export", np.ones((NUM_ITEMS, DIM + 1), np.float32))  # vectors the index cannot take: fails on the executors
