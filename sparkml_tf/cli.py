@@ -32,6 +32,9 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job", dest="only", action="append", default=[], metavar="NAME",
                         help="run only this job of the pipeline (repeatable): one spark-submit per stage")
     parser.add_argument("--force", action="store_true", help="redo jobs whose outputs are already complete")
+    parser.add_argument("--profile", action="store_true",
+                        help="trace training steps 10-20 with TensorFlow's profiler (TensorBoard's profile tab), "
+                             "and print each stage's wall and CPU seconds at the end (also logged as profile/stages.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,9 +147,9 @@ def cmd_run(args) -> int:
     from sparkml_tf.engine.base import Job, Pipeline, RunContext
 
     if isinstance(target, Pipeline):
-        results = target.run(only=args.only, force=args.force)
+        results = target.run(only=args.only, force=args.force, profile=args.profile)
     elif isinstance(target, Job):
-        results = target.run(RunContext(force=args.force))
+        results = target.run(RunContext(force=args.force, profile=args.profile))
     elif callable(target):
         results = target()
     else:
@@ -157,6 +160,8 @@ def cmd_run(args) -> int:
         )
     _print_results(results)
     _print_summary(target, resolved, results)
+    if args.profile:
+        _print_profile(target, results)
     return EXIT_OK
 
 
@@ -178,7 +183,7 @@ def cmd_from_mlflow(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from sparkml_tf.deploy.submit import cluster_warnings, load_target, plan, run_commands
+    from sparkml_tf.deploy.submit import cluster_warnings, load_target, parent_run, plan, run_commands
 
     resolved = _resolve(args)
     target = load_target(args.target).override(master=args.master, env_archive=args.env_archive)
@@ -189,7 +194,20 @@ def cmd_submit(args) -> int:
         for command in commands:
             print(command.shell())
         return EXIT_OK
-    return run_commands(commands)
+    # One MLflow run for all the stages: its id goes to each (the environment here, a YARN driver's conf).
+    tracker, run_id = parent_run(resolved)
+    if not run_id:
+        return run_commands(commands)
+    os.environ["MLFLOW_RUN_ID"] = run_id
+    code = EXIT_RUNTIME
+    try:
+        commands = plan(resolved, target, args.config, args.macros, args.overrides, only=args.only, force=args.force, extra_conf=args.spark_conf)
+        code = run_commands(commands)
+    finally:
+        os.environ.pop("MLFLOW_RUN_ID", None)
+        tracker.terminate_run(run_id, "FINISHED" if code == 0 else "FAILED")
+    print(f"MLflow run {run_id}: every stage logged into it")
+    return code
 
 
 def cmd_tune(args) -> int:
@@ -224,6 +242,15 @@ def _print_summary(target, resolved, results) -> None:
     run = tracker.run_info() if tracker is not None and hasattr(tracker, "run_info") else None
     run_dir = ((resolved.macros or {}).get("paths") or {}).get("run_dir")
     text = run_summary(run, run_dir, results)
+    if text:
+        print(text)
+
+
+def _print_profile(target, results) -> None:
+    """``--profile``: each stage's wall and CPU seconds, and where the training traces are."""
+    from sparkml_tf.reporting import profile_table, training_traces
+
+    text = profile_table(getattr(target, "last_timings", []), training_traces(results))
     if text:
         print(text)
 

@@ -82,14 +82,67 @@ def open_hint(run: Dict[str, str]) -> str:
     return f"mlflow ui --backend-store-uri {uri}   (then http://127.0.0.1:5000/{path})"
 
 
+def tensorboard_dirs(results: Any) -> List[str]:
+    """The TensorBoard log dirs the training jobs of a run wrote (``tensorboard_dir`` in their summaries)."""
+    if not isinstance(results, dict):
+        return []
+    return [str(v["tensorboard_dir"]) for v in results.values() if isinstance(v, dict) and v.get("tensorboard_dir")]
+
+
+def tensorboard_hint(results: Any) -> str:
+    """``tensorboard --logdir runs/x/tensorboard``: the folder holding every training job's logs."""
+    dirs = tensorboard_dirs(results)
+    if not dirs:
+        return ""
+    parents = sorted({d.rstrip("/").rpartition("/")[0] or d for d in dirs})
+    return f"tensorboard --logdir {','.join(parents)}   (pip install tensorboard; then http://localhost:6006)"
+
+
+def training_traces(results: Any) -> List[str]:
+    """The profiler traces (``*.xplane.pb``) of a ``--profile`` run's training jobs, newest per job."""
+    import glob
+    import os
+
+    traces = []
+    for logdir in tensorboard_dirs(results):
+        local = logdir[len("file://") :] if logdir.startswith("file://") else logdir
+        runs = sorted(glob.glob(os.path.join(local, "plugins", "profile", "*")))
+        if runs:
+            traces += sorted(glob.glob(os.path.join(runs[-1], "*.xplane.pb")))
+    return traces
+
+
+def profile_table(timings: List[Dict[str, Any]], traces: List[str]) -> str:
+    """``--profile``'s table: each stage's wall seconds, this process's CPU seconds and its child
+    processes' (a local Spark's JVM and Python workers, the training processes), then the traces."""
+    if not timings:
+        return ""
+    width = max(len("total"), *(len(t["stage"]) for t in timings))
+    lines = ["== profile ==", f"{'stage':<{width}} {'wall s':>9} {'cpu s':>9} {'child cpu s':>12}"]
+    for t in timings:
+        note = "  (failed)" if t.get("failed") else ""
+        lines.append(f"{t['stage']:<{width}} {t['wall_s']:>9.1f} {t['cpu_s']:>9.1f} {t['children_cpu_s']:>12.1f}{note}")
+    total = {k: sum(t[k] for t in timings) for k in ("wall_s", "cpu_s", "children_cpu_s")}
+    lines.append(f"{'total':<{width}} {total['wall_s']:>9.1f} {total['cpu_s']:>9.1f} {total['children_cpu_s']:>12.1f}")
+    for trace in traces:
+        lines.append(f"trace  {trace}")
+    if traces:
+        lines.append("open the traces in TensorBoard's Profile tab (pip install tensorboard tensorboard-plugin-profile)")
+    return "\n".join(lines)
+
+
 def run_summary(run: Optional[Dict[str, str]], run_dir: Optional[str], results: Any) -> str:
-    """The end of ``sparkml-tf run``: the MLflow run and how to open it, the run directory, the headline metrics."""
+    """The end of ``sparkml-tf run``: the MLflow run and how to open it, the run directory, the
+    TensorBoard command, the headline metrics."""
     rows = []
     if run and run.get("run_id"):
         rows.append(("MLflow run", f"{run['run_id']} (experiment {run.get('experiment')}, {run.get('tracking_uri')})"))
         rows.append(("open it", open_hint(run)))
     if run_dir:
         rows.append(("run directory", str(run_dir)))
+    hint = tensorboard_hint(results)
+    if hint:
+        rows.append(("TensorBoard", hint))
     if isinstance(results, dict):
         last = next((value for value in reversed(list(results.values())) if _flat_numbers(value)), None)
         if last:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import logging
 import os
 import re
 import shlex
@@ -46,6 +47,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 from sparkml_tf.config.imports import DEFAULT_ROOTS, did_you_mean, import_string, is_heavy
 from sparkml_tf.config.loading import load_json
 from sparkml_tf.errors import ConfigError, ConfigErrors, SparkmlTfError
+
+LOGGER = logging.getLogger(__name__)
 
 TARGET_KEYS = ("description", "master", "deploy_mode", "spark_submit", "env_archive", "python", "driver_python", "jobs_dir", "conf", "resources")
 RESOURCE_KEYS = ("driver_memory", "driver_cores", "num_executors", "executor_cores", "executor_memory", "conf")
@@ -459,6 +462,32 @@ def _spark_submit(target: Target, environ: Dict[str, str]) -> str:
         if os.path.isfile(bundled):
             return bundled
     return shutil.which("spark-submit", path=environ.get("PATH")) or "spark-submit"
+
+
+def parent_run(resolved: Any, environ: Optional[Dict[str, str]] = None) -> Tuple[Any, Optional[str]]:
+    """``(tracker, run_id)``: one MLflow run that every stage of a submit logs into (its id goes to
+    each stage as ``MLFLOW_RUN_ID``), in the experiment the config's tracker uses. ``(None, None)``
+    when ``MLFLOW_RUN_ID`` is set already (the stages log into that run), when the config tracks
+    nothing, or when MLflow cannot be reached (each stage then opens its own run)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("MLFLOW_RUN_ID"):
+        return None, None
+    try:
+        tracker = getattr(resolved.build(), "tracking", None)
+    except Exception as e:  # validated already; a build that fails here costs the shared run only
+        LOGGER.warning("no MLflow run shared by the stages (%s: %s); each stage opens its own", type(e).__name__, e)
+        return None, None
+    if not callable(getattr(tracker, "create_run", None)):
+        return None, None
+    name = resolved.config.get("name") if isinstance(resolved.config, dict) else None
+    try:
+        run_id = tracker.create_run(str(name or "sparkml-tf"), tags={"sparkml_tf.submit": "true"})
+    except SparkmlTfError as e:  # strict tracking: the stages will say so themselves
+        LOGGER.warning("no MLflow run shared by the stages: %s", e)
+        run_id = None
+    if run_id:
+        LOGGER.info("MLflow run %s: every stage logs into it (MLFLOW_RUN_ID)", run_id)
+    return (tracker, run_id) if run_id else (None, None)
 
 
 def run_commands(

@@ -27,6 +27,10 @@ class RunContext:
     spark_config: Any = None  # a sparkml_tf.spark.SparkConfig; None means the defaults
     results: Dict[str, Any] = dataclasses.field(default_factory=dict)
     lineage: Any = None  # the running job's sparkml_tf.engine.lineage.Decision, when it tracks lineage
+    profile: bool = False  # --profile: training traces a window of steps; stage timings saved and shown
+    live_settings: Optional[Dict[str, Any]] = None  # plain live-metrics settings (workers build their sender from them)
+    live: Any = None  # this process's live-metrics sender (sparkml_tf.telemetry.live), set by the pipeline
+    timings: List[Dict[str, Any]] = dataclasses.field(default_factory=list)  # per stage: wall and CPU seconds
     _spark: Any = dataclasses.field(default=None, repr=False)
     _description: str = dataclasses.field(default="", repr=False)
 
@@ -101,7 +105,9 @@ class Pipeline(Job):
     scheduler runs the same config with ``--job train``, then ``--job index``, and so on.
     """
 
-    def __init__(self, jobs: Sequence[Union[Job, Callable]], name: str = "pipeline", spark: Any = None, tracking: Optional[Tracker] = None):
+    def __init__(
+        self, jobs: Sequence[Union[Job, Callable]], name: str = "pipeline", spark: Any = None, tracking: Optional[Tracker] = None, live_metrics: Any = None,
+    ):
         names = [job_name(j) for j in jobs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -110,6 +116,14 @@ class Pipeline(Job):
         self.name = name
         self.spark = spark
         self.tracking = tracking or NullTracker()
+        if live_metrics is not None and not callable(getattr(live_metrics, "settings", None)):
+            from sparkml_tf.errors import ConfigError
+
+            raise ConfigError(
+                "CONFIG_BAD_VALUE", f"live_metrics must be a sparkml_tf.tracking.PushGateway or null, got {type(live_metrics).__name__}", "live_metrics"
+            )
+        self.live_metrics = live_metrics
+        self.last_timings: List[Dict[str, Any]] = []  # the stages of the last run: wall and CPU seconds
         if getattr(spark, "remote", None):
             refused = _classic_only(self.jobs)
             if refused:
@@ -124,12 +138,16 @@ class Pipeline(Job):
     def classic_spark_reason(self) -> str:
         return "; ".join(reason for _, reason in _classic_only(self.jobs))
 
-    def run(self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False, spark: Any = None) -> Dict[str, Any]:
+    def run(
+        self, ctx: Optional[RunContext] = None, only: Sequence[str] = (), force: bool = False, spark: Any = None, profile: bool = False,
+    ) -> Dict[str, Any]:
         """Run the jobs (``only``: those named) and return each job's result by name.
 
         ``spark``: an existing SparkSession to run on (a notebook's ``spark``, a test fixture's);
         the config's ``spark`` settings are then not applied. None: a session is made from them
-        when a job first needs one.
+        when a job first needs one. ``profile``: training traces a window of steps (TensorBoard's
+        profile tab), and the stage timings are logged as ``profile/stages.json``.
+        Each stage's wall and CPU seconds are in ``last_timings`` afterwards.
         """
         unknown = sorted(set(only) - set(self.job_names()))
         if unknown:
@@ -139,11 +157,19 @@ class Pipeline(Job):
                 "PIPELINE_UNKNOWN_JOB", f"no job named {', '.join(unknown)} in pipeline '{self.name}' (jobs: {', '.join(self.job_names())})", "--job"
             )
         ctx = ctx or RunContext(force=force, tracker=self.tracking, spark_config=self.spark)
+        ctx.profile = ctx.profile or profile
         if spark is not None:
             ctx._spark = spark
         selected = [j for j in self.jobs if not only or job_name(j) in only]
         if ctx.uses_connect():
             _check_connect(selected)
+        from sparkml_tf.telemetry.live import LiveMetrics
+        from sparkml_tf.telemetry.resources import cpu_seconds, rss_bytes
+
+        if ctx.live_settings is None and self.live_metrics is not None:
+            ctx.live_settings = self.live_metrics.settings(self.name)
+        ctx.live = LiveMetrics.from_settings(ctx.live_settings, "driver")
+        ctx.timings = []
         ctx.tracker.start(run_name=self.name, tags={"sparkml_tf.pipeline": self.name, "sparkml_tf.jobs": ",".join(job_name(j) for j in selected)})
         status = "FAILED"
         try:
@@ -151,15 +177,44 @@ class Pipeline(Job):
                 name = job_name(job)
                 LOGGER.info("[%s] step %d/%d: %s", self.name, index, len(selected), name)
                 ctx.describe(f"{self.name}: {name}")
-                start = time.perf_counter()
-                ctx.results[name] = _run_tracked(job, name, ctx)
-                seconds = time.perf_counter() - start
+                ctx.live.set({"stage_running": 1}, {"stage": name})
+                ctx.live.push()
+                start, cpu, failed = time.perf_counter(), cpu_seconds(), True
+                try:
+                    ctx.results[name] = _run_tracked(job, name, ctx)
+                    failed = False
+                finally:
+                    timing = _timing(name, start, cpu, cpu_seconds(), failed)
+                    ctx.timings.append(timing)
+                    ctx.live.set({"stage_running": 0, "stage_seconds": timing["wall_s"], "stage_cpu_seconds": timing["cpu_s"],
+                                  "stage_children_cpu_seconds": timing["children_cpu_s"]}, {"stage": name})
+                    ctx.live.set({"driver_rss_bytes": rss_bytes(), "stages_done": sum(1 for t in ctx.timings if not t.get("failed"))})
+                    ctx.live.push()
+                seconds = timing["wall_s"]
                 ctx.tracker.log_metrics({f"time_s.{name}": seconds})
                 LOGGER.info("[%s] %s done in %.1fs", self.name, name, seconds)
             status = "FINISHED"
             return ctx.results
         finally:
+            self.last_timings = list(ctx.timings)
+            if ctx.profile and ctx.timings:
+                ctx.tracker.log_metrics({f"cpu_s.{t['stage']}": t["cpu_s"] + t["children_cpu_s"] for t in ctx.timings})
+                ctx.tracker.log_dict({"stages": ctx.timings}, "profile/stages.json")
+            ctx.live.set({"pipeline_succeeded": int(status == "FINISHED")})
+            ctx.live.close()
             ctx.tracker.end(status)
+
+
+def _timing(name: str, start: float, before: Dict[str, float], after: Dict[str, float], failed: bool) -> Dict[str, Any]:
+    """A stage's wall seconds and CPU seconds: this process's, and its child processes' (a local
+    Spark's JVM and Python workers, training processes; executors on other machines are not seen)."""
+    timing = {
+        "stage": name, "wall_s": round(time.perf_counter() - start, 3), "cpu_s": round(after["process"] - before["process"], 3),
+        "children_cpu_s": round(max(after["children"] - before["children"], 0.0), 3),
+    }
+    if failed:
+        timing["failed"] = True
+    return timing
 
 
 def _connect_advice() -> str:

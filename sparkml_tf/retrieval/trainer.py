@@ -15,7 +15,7 @@ from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.layout import RetrievalDataset
 from sparkml_tf.retrieval.records import read_train_pairs, read_validation, tfrecord_source, training_batches
 from sparkml_tf.serving.export import publish_version
-from sparkml_tf.train.loop import LoopResult, check_shards, cluster_info, copy_weights, log, run_loop, spec_of
+from sparkml_tf.train.loop import LoopResult, Telemetry, check_shards, cluster_info, copy_weights, log, run_loop, spec_of
 
 __all__ = ["train_worker", "train", "read_stats", "ndcg_at_k"]
 
@@ -135,7 +135,10 @@ def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[s
 def fit_closed_form(task: "RetrievalTask", settings: Dict[str, Any]) -> LoopResult:
     """Fit a closed-form model (:class:`sparkml_tf.retrieval.models.ease.Ease`): every worker builds the
     Gram matrix from all training shards, fits its share of the L2 grid and scores it on validation;
-    the scores are all-reduced, and every worker ends holding the best fit (the chief exports it)."""
+    the scores are all-reduced, and every worker ends holding the best fit (the chief exports it).
+
+    TensorBoard (the chief's): the validation metric, the L2 value and the fit's seconds of each grid
+    entry, at step = its index in the grid; live metrics: each worker's memory, the chief's best score."""
     import time
 
     import numpy as np
@@ -187,6 +190,7 @@ def fit_closed_form(task: "RetrievalTask", settings: Dict[str, Any]) -> LoopResu
         reduced = strategy.run(gather, args=(tf.constant(np.stack([scores, seconds])),))
         scores, seconds = strategy.experimental_local_results(reduced)[0].numpy()
     chosen = int(np.nanargmax(scores))
+    report_closed_form(Telemetry(settings, rank, 0), task.metric, spec.grid, scores, seconds, chosen)
     if rank == 0 and spec.refit:  # λ is chosen: fit it again on every user not held out for test
         del best_B
         inputs, targets = task.validation
@@ -205,6 +209,21 @@ def fit_closed_form(task: "RetrievalTask", settings: Dict[str, Any]) -> LoopResu
         steps_per_epoch=0, global_batch_size=0, rank=rank, num_workers=num_workers,
         schedule={"closed_form": True, "l2_grid": list(spec.grid), "l2": spec.grid[chosen], "refit": spec.refit},
     )
+
+
+def report_closed_form(telemetry: Telemetry, metric: str, grid, scores, seconds, chosen: int) -> None:
+    """A closed-form fit's grid to TensorBoard (the chief's) and live metrics; closes ``telemetry``."""
+    from sparkml_tf.telemetry.resources import rss_bytes
+
+    try:
+        telemetry.live.set({"train_worker_rss_bytes": rss_bytes()})
+        if telemetry.chief:
+            for i, lam in enumerate(grid):
+                telemetry.scalars.write(i, {f"validation/{metric}": float(scores[i]), "ease/l2": float(lam), "ease/fit_seconds": float(seconds[i])})
+            telemetry.live.set({f"train_{metric}": float(scores[chosen]), "train_ease_l2": float(grid[chosen])})
+        telemetry.live.push()
+    finally:
+        telemetry.close()
 
 
 def export_saved_model(spec, loss, net, num_items: int, export_dir: str, history: List[Dict[str, Any]]) -> str:

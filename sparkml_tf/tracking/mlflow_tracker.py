@@ -123,6 +123,52 @@ class MLflowTracker(Tracker):
             LOGGER.info("MLflow run %s (tracking_uri=%s, experiment=%s)", self.run_id, self.tracking_uri, self._last_run["experiment"])
             self._log_configs()
 
+    def create_run(self, run_name: str, tags: Optional[Dict[str, str]] = None) -> Optional[str]:
+        """A run for other processes to log into (``MLFLOW_RUN_ID``), in the experiment this tracker's
+        runs go to, left RUNNING: ``sparkml-tf submit`` makes one for all its stages. None (and a
+        warning; fatal with ``strict``) when MLflow cannot be reached."""
+        import mlflow
+
+        from sparkml_tf.tracking.provenance import code_version
+
+        def _create():
+            client = mlflow.MlflowClient(self.tracking_uri)
+            if self.experiment_id:
+                experiment_id = self.experiment_id
+            else:
+                found = client.get_experiment_by_name(self.experiment)
+                experiment_id = found.experiment_id if found else client.create_experiment(self.experiment)
+            experiment = client.get_experiment(experiment_id)
+            if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            owner = {"sparkml_tf.host": socket.gethostname(), "sparkml_tf.pid": str(os.getpid())}
+            run = client.create_run(experiment_id, run_name=self.run_name or run_name, tags={**self.tags, **(tags or {}), **owner, **code_version()})
+            self._last_run = {"run_id": run.info.run_id, "experiment_id": experiment_id, "experiment": experiment.name, "tracking_uri": self.tracking_uri}
+            return run.info.run_id
+
+        # Asked before any stage starts: an unreachable server answers in seconds, not after MLflow's minutes of retries.
+        quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+        saved = {name: os.environ.get(name) for name in quick}
+        os.environ.update({name: value for name, value in quick.items() if saved[name] is None})
+        self.run_id = "creating"  # _guard acts only while a run is open
+        try:
+            return self._guard("create a run", _create)
+        finally:
+            self.run_id = None
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+
+    def terminate_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """End a run made by :meth:`create_run` (what its last process left it as is overwritten)."""
+        import mlflow
+
+        self.run_id = run_id
+        try:
+            self._guard("end run", mlflow.MlflowClient(self.tracking_uri).set_terminated, run_id, status=status)
+        finally:
+            self.run_id = None
+
     def _log_configs(self) -> None:
         from sparkml_tf.config import fill_macros
 

@@ -1,5 +1,6 @@
 """Driver side of training, shared by the task jobs: sub-config checks, building the model specs,
-starting N barrier workers (or one local run), and the training-curves figure.
+starting N barrier workers (or one local run), what the workers report (TensorBoard, the profiler,
+live metrics: :func:`telemetry_settings`), and the training-curves figure.
 
 The specs are built here, on the driver, with the config system's allow-list; the workers get the
 light spec objects (plain Python, pickled with the settings) and never import the config system.
@@ -15,6 +16,7 @@ from sparkml_tf.errors import SparkmlTfError
 LOGGER = logging.getLogger(__name__)
 LAUNCHERS = ("local", "spark", "distributor")
 SPEC_KEYS = ("model", "loss")
+PROFILE_STEPS = (10, 20)  # --profile traces these training steps of the run (earlier ones when the run is shorter)
 
 
 def check_subconfigs(**subconfigs: Any) -> None:
@@ -60,6 +62,67 @@ def prepare_checkpoints(checkpoint_dir: str, force: bool, fingerprint: Optional[
     return moved
 
 
+def default_tensorboard_dir(checkpoint_dir: str, name: str) -> str:
+    """``<run_dir>/tensorboard/<job name>``: beside the checkpoints' folder (``<run_dir>/checkpoints``)."""
+    parent = checkpoint_dir.rstrip("/").rpartition("/")[0]
+    return f"{parent}/tensorboard/{name}" if parent else f"tensorboard/{name}"
+
+
+def telemetry_settings(ctx: Any, name: str, tensorboard_dir: Optional[str], scalars: bool = True) -> Dict[str, Any]:
+    """What the training workers report, as plain settings: the TensorBoard log dir the chief writes
+    its scalars to (``tensorboard_scalars``), the steps the profiler traces there under ``--profile``,
+    and where live metrics go (the pipeline's ``live_metrics``)."""
+    live = getattr(ctx, "live_settings", None)
+    if live:
+        live = {**live, "source": name}
+        if getattr(getattr(ctx, "live", None), "failures", 0):
+            live["quiet"] = True  # the driver has reported the gateway unreachable: one warning per run, not one per worker
+    profile = bool(getattr(ctx, "profile", False))
+    return {
+        "tensorboard_dir": tensorboard_dir if (scalars or profile) else None,
+        "tensorboard_scalars": bool(scalars),
+        "profile_steps": list(PROFILE_STEPS) if profile and tensorboard_dir else None,
+        "live_metrics": live or None,
+    }
+
+
+def local_path(path: Optional[str]) -> Optional[str]:
+    """``path`` as a local path (``file://`` stripped), None for a remote one (hdfs://, dbfs:/...)."""
+    if not path:
+        return None
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    return None if "://" in path or path.startswith("dbfs:") else path
+
+
+def log_tensorboard(tracker: Any, tensorboard_dir: Optional[str], name: str) -> None:
+    """A training job's TensorBoard logs (a ``--profile`` trace included) as the run's artifacts
+    ``tensorboard/<name>``; logs on a remote file system stay where they are."""
+    import os
+
+    local = local_path(tensorboard_dir)
+    if local and os.path.isdir(local):
+        tracker.log_artifact(local, f"tensorboard/{name}")
+
+
+def _fresh_tensorboard(tensorboard_dir: str, checkpoint_dir: str) -> None:
+    """Training starts from step 0 (no checkpoint to resume): move the old TensorBoard logs of this
+    job aside (``<dir>.replaced-<time>``, beside it, so TensorBoard shows both), not mixed with the new ones."""
+    import time
+
+    from sparkml_tf.io.filesystems import exists, resolve
+
+    filesystem, local = resolve(tensorboard_dir)
+    if not exists(filesystem, local):
+        return
+    ckpt_fs, ckpt_local = resolve(checkpoint_dir)
+    if exists(ckpt_fs, f"{ckpt_local.rstrip('/')}/checkpoint"):
+        return  # resuming: the new steps continue the old curves
+    moved = f"{local.rstrip('/')}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+    filesystem.move(local, moved)
+    LOGGER.info("training starts from step 0: moved the old TensorBoard logs %s to %s", tensorboard_dir, moved)
+
+
 def build_specs(settings: Dict[str, Any], keys: Sequence[str] = SPEC_KEYS) -> Dict[str, Any]:
     """``settings`` with each raw sub-config under ``keys`` built into its spec object; the raw
     sub-configs stay under ``raw_specs`` (what a model directory records, to be rebuilt later)."""
@@ -88,6 +151,8 @@ def launch(ctx: Any, launcher_name: str, num_workers: int, worker: Callable[[Dic
     if settings.get("checkpoint_dir"):
         lineage = getattr(ctx, "lineage", None)
         prepare_checkpoints(settings["checkpoint_dir"], bool(getattr(ctx, "force", False)), lineage.fingerprint if lineage else None)
+        if settings.get("tensorboard_dir"):
+            _fresh_tensorboard(settings["tensorboard_dir"], settings["checkpoint_dir"])
     ctx.describe(f"{name}: {num_workers if launcher_name != 'local' else 1} worker(s)")
     return launcher.run(worker, build_specs(settings))
 

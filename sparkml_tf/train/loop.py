@@ -12,6 +12,12 @@ every worker restores from there; other workers write theirs to a local temp dir
 MultiWorkerMirroredStrategy. A rerun resumes from the latest checkpoint (the input pipeline starts
 over, reshuffled). Each task's validation metric is computed on the whole validation set by every
 worker, so all workers reach the same early-stopping decision without talking.
+
+What a worker reports (:mod:`sparkml_tf.telemetry`), from plain settings: the chief writes TensorBoard
+scalars to ``tensorboard_dir`` (the loss of every step; at each evaluation the validation metrics,
+learning rate, steps/s and examples/s) and, with ``profile_steps``, a profiler trace of those steps
+there; with ``live_metrics`` every worker pushes its memory, and the chief the same numbers as to
+TensorBoard, to a Prometheus push gateway.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from typing import Any, Dict, List, Optional, Protocol
 from sparkml_tf.console import format_seconds, import_tensorflow
 from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.spark.executor import configure_tf_threads
+from sparkml_tf.telemetry.live import LiveMetrics
+from sparkml_tf.telemetry.resources import rss_bytes
+from sparkml_tf.telemetry.tensorboard import ProfileWindow, Scalars
 from sparkml_tf.train.schedule import Schedule, keras_schedule, plan
 
 
@@ -175,6 +184,55 @@ def make_optimizers(keras, net, learning_rate: float, schedule: Optional[Schedul
     return groups
 
 
+class Telemetry:
+    """One worker's reporting: TensorBoard scalars and the profiler window (the chief's), live metrics
+    (every worker's; the chief's hold the training numbers). Never stops training: failures are
+    reported once on the worker's output."""
+
+    def __init__(self, settings: Dict[str, Any], rank: int, steps_left: int):
+        def warn(message: str) -> None:
+            log(rank, f"warning: {message}")
+
+        chief = rank == 0
+        logdir = settings.get("tensorboard_dir") if chief else None
+        live = settings.get("live_metrics")
+        self.chief = chief
+        self.scalars = Scalars(logdir if settings.get("tensorboard_scalars", True) else None, report=warn)
+        self.profiler = ProfileWindow(logdir, settings.get("profile_steps"), steps_left, report=lambda m: log(rank, m))
+        self.live = LiveMetrics.from_settings(live, f"{(live or {}).get('source', 'train')}-worker-{rank}", report=warn)
+
+    def evaluation(self, step: int, first_step: int, losses: List[Any], loss: float, metrics: Dict[str, float], speed: Dict[str, Any]) -> None:
+        """After an evaluation at ``step``: the round's per-step ``losses`` (the first at ``first_step``),
+        its mean ``loss``, the validation ``metrics`` and ``speed`` (``train/...`` values: learning
+        rate, steps/s, examples/s, evaluation seconds)."""
+        self.live.set({"train_worker_rss_bytes": rss_bytes()})
+        if self.chief:
+            self.scalars.write_series("train/loss", first_step, [float(v) for v in losses])
+            self.scalars.write(step, {"train/epoch_loss": loss, **{f"validation/{k}": v for k, v in metrics.items()}, **speed})
+            self.scalars.flush()
+            self.live.set({"train_loss": loss, "train_step": step, **{f"train_{k}": v for k, v in metrics.items()}})
+            self.live.set({k.replace("/", "_"): v for k, v in speed.items()})
+        self.live.push()
+
+    def close(self) -> None:
+        self.profiler.close()
+        self.scalars.close()
+        self.live.close()
+
+
+def learning_rates(groups: List[Any]) -> Dict[str, float]:
+    """``train/learning_rate`` (``_<i>`` for further groups): each optimizer's rate at its current step."""
+    import tensorflow as tf
+
+    rates = {}
+    for i, (_, optimizer) in enumerate(groups):
+        try:  # through a tensor: under a distribution strategy the rate is a mirrored variable, which float() refuses
+            rates["train/learning_rate" + (f"_{i}" if i else "")] = float(tf.convert_to_tensor(optimizer.learning_rate))
+        except (TypeError, ValueError, AttributeError, tf.errors.OpError):
+            pass
+    return rates
+
+
 def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     """Train ``task`` with ``settings`` (learning_rate, checkpoint_dir, checkpoint_every_steps, seed, and
     the schedule's keys: :func:`sparkml_tf.train.schedule.plan`); every worker returns, the chief exports.
@@ -275,40 +333,54 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
     # reaches this step, checkpointed, so the next rung resumes on the same schedule.
     pause_at = int(settings.get("pause_at_step") or 0)
     loop_start, first_step = time.perf_counter(), int(step)
-    for epoch in range(int(epochs_done), schedule.num_evaluations):
-        if stopped or (pause_at and int(step) >= pause_at):
-            break
-        start, losses = time.perf_counter(), []
-        while int(step) < min((epoch + 1) * schedule.eval_every, schedule.max_steps):
-            losses.append(train_step(iterator))
-            step.assign_add(1)
-            if int(step) % checkpoint_every == 0:
-                manager.save(checkpoint_number=int(step))
-        train_seconds = time.perf_counter() - start
-        metrics = task.evaluate(net)
-        value = float(metrics[task.metric])
-        epoch_loss = float(tf.reduce_mean(tf.stack(losses))) if losses else float("nan")
-        if value > float(best_metric):  # NaN never improves
-            best_metric.assign(value)
-            bad_epochs.assign(0)
-            for b, v in zip(best_weights, net.weights):
-                b.assign(tf.convert_to_tensor(v))
-        else:
-            bad_epochs.assign_add(1)
-        epochs_done.assign(epoch + 1)
-        seconds = time.perf_counter() - start
-        steps_run = len(losses)
-        examples_per_s = steps_run * global_batch / train_seconds if train_seconds > 0 else None
-        history.append(
-            {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
-             "examples_per_s": examples_per_s}
-        )
-        if is_chief:  # every rank computes the same numbers; one copy is enough
-            elapsed = time.perf_counter() - loop_start
-            log(rank, progress_line(epoch, int(step), schedule, epoch_loss, metrics, seconds, examples_per_s, elapsed, int(step) - first_step))
-        save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
-        manager.save(checkpoint_number=int(step))
-        stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps
+    telemetry = Telemetry(settings, rank, schedule.max_steps - first_step)
+    profiler = telemetry.profiler
+    try:
+        for epoch in range(int(epochs_done), schedule.num_evaluations):
+            if stopped or (pause_at and int(step) >= pause_at):
+                break
+            start, losses, round_start = time.perf_counter(), [], int(step)
+            while int(step) < min((epoch + 1) * schedule.eval_every, schedule.max_steps):
+                if not profiler.done:
+                    profiler.tick(int(step) - first_step)
+                losses.append(train_step(iterator))
+                step.assign_add(1)
+                current = int(step)
+                if not profiler.done:
+                    profiler.tick(current - first_step)
+                if current % checkpoint_every == 0:
+                    manager.save(checkpoint_number=current)
+            train_seconds = time.perf_counter() - start
+            metrics = task.evaluate(net)
+            value = float(metrics[task.metric])
+            epoch_loss = float(tf.reduce_mean(tf.stack(losses))) if losses else float("nan")
+            if value > float(best_metric):  # NaN never improves
+                best_metric.assign(value)
+                bad_epochs.assign(0)
+                for b, v in zip(best_weights, net.weights):
+                    b.assign(tf.convert_to_tensor(v))
+            else:
+                bad_epochs.assign_add(1)
+            epochs_done.assign(epoch + 1)
+            seconds = time.perf_counter() - start
+            steps_run = len(losses)
+            examples_per_s = steps_run * global_batch / train_seconds if train_seconds > 0 else None
+            history.append(
+                {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
+                 "examples_per_s": examples_per_s}
+            )
+            if is_chief:  # every rank computes the same numbers; one copy is enough
+                elapsed = time.perf_counter() - loop_start
+                log(rank, progress_line(epoch, int(step), schedule, epoch_loss, metrics, seconds, examples_per_s, elapsed, int(step) - first_step))
+            telemetry.evaluation(int(step), round_start + 1, losses, epoch_loss, metrics, {
+                **learning_rates(groups), "train/examples_per_second": examples_per_s,
+                "train/steps_per_second": steps_run / train_seconds if train_seconds > 0 else None, "train/evaluation_seconds": seconds - train_seconds,
+            })
+            save_history()  # before the checkpoint: a resume drops epochs the checkpoint has not seen
+            manager.save(checkpoint_number=int(step))
+            stopped = int(bad_epochs) >= patience and int(step) >= schedule.min_steps
+    finally:
+        telemetry.close()
 
     if math.isfinite(float(best_metric)):  # keep the best epoch's weights, not the last one's
         for v, b in zip(net.weights, best_weights):

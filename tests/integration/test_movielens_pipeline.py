@@ -72,10 +72,12 @@ def test_movielens_pipeline_through_the_cli(spark, tmp_path, caplog):
 
     run_dir, db, ratings = str(tmp_path / "run"), f"sqlite:///{tmp_path}/mlruns.db", str(tmp_path / "ratings.csv")
     write_ratings(ratings)
-    # The first run in its own process, as a user's: a quiet console with training progress, then the summary.
-    code, printed, errors = run_cli_quietly(["run", CONFIG, MACROS, *tiny(run_dir, db, ratings)], cwd=str(tmp_path))
+    # The first run in its own process, as a user's: a quiet console with training progress, then the summary;
+    # with --profile, a profiler trace of training steps and the stages' timings.
+    code, printed, errors = run_cli_quietly(["run", CONFIG, MACROS, *tiny(run_dir, db, ratings), "--profile"], cwd=str(tmp_path))
     assert code == 0, errors[-5000:]
     assert "ease" in printed and "popular" in printed and "recall@20" in printed
+    stages = ("dataset", "train", "index", "predict", "evaluate")
     noise = [line for line in (printed + errors).splitlines() if NOISE.search(line) and line != JVM_NOTICE]
     assert not noise, "\n".join(noise[:20])
     assert re.search(r"\[sparkml_tf\.train rank 0\] evaluation 1/\d+ \(step \d+/240\): .* examples/s, .*s left at most", errors), errors[-3000:]
@@ -111,10 +113,26 @@ def test_movielens_pipeline_through_the_cli(spark, tmp_path, caplog):
     example = model.input_example["items"]
     assert model.predict({"items": example})["user_embedding"].shape == (len(example), 16)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config", "model", "index", "plots"} <= artifacts
+    assert {"config", "model", "index", "plots", "tensorboard", "profile"} <= artifacts
+
+    # TensorBoard: the chief's scalars only (one event file for 2 workers), how to open them, the --profile trace.
+    from sparkml_tf.telemetry.tensorboard import read_scalars
+
+    logdir = os.path.join(run_dir, "tensorboard", "train")
+    assert len([f for f in os.listdir(logdir) if f.startswith("events.out.tfevents.")]) == 1
+    scalars = read_scalars(logdir)
+    assert len(scalars["train/loss"]) == run.data.metrics["train_steps"]
+    assert {"validation/val_ndcg@100", "train/learning_rate", "train/examples_per_second"} <= set(scalars)  # the rate under MultiWorkerMirroredStrategy too
+    assert f"TensorBoard    tensorboard --logdir {run_dir}/tensorboard" in summary
+    profile = printed[printed.index("== profile ==") :]
+    for stage in stages:
+        assert re.search(rf"^{stage} +\d+\.\d +\d+\.\d +\d+\.\d$", profile, re.M), profile
+    (trace,) = [line.split(None, 1)[1] for line in profile.splitlines() if line.startswith("trace ")]
+    assert trace.startswith(os.path.join(logdir, "plugins", "profile")) and trace.endswith(".xplane.pb") and os.path.getsize(trace) > 0
+    timings = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/profile/stages.json")["stages"]
+    assert [t["stage"] for t in timings if t["stage"] in stages] == list(stages) and all(t["wall_s"] > 0 for t in timings)
 
     # A rerun of finished stages is a no-op: every stage is up to date with its settings and inputs.
-    stages = ("dataset", "train", "index", "predict", "evaluate")
     before = os.path.getmtime(os.path.join(run_dir, "metrics.json"))
     with caplog.at_level(logging.INFO, logger="sparkml_tf.engine.base"):
         assert main(["run", CONFIG, MACROS, *tiny(run_dir, db, ratings)]) == 0

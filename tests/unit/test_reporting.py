@@ -23,3 +23,21 @@ def test_a_summary_with_text_is_not_a_metrics_table_but_a_baseline_note_is():
     }
     text = format_results(results)
     assert text.startswith("== evaluate ==") and "ease_max_memory_gb=2" in text and "2026-01-01" not in text
+
+
+def test_the_profile_table_and_the_tensorboard_line(tmp_path):
+    from sparkml_tf.reporting import profile_table, run_summary, training_traces
+
+    timings = [{"stage": "dataset", "wall_s": 20.04, "cpu_s": 1.5, "children_cpu_s": 30.0},
+               {"stage": "train", "wall_s": 10.0, "cpu_s": 0.25, "children_cpu_s": 12.0, "failed": True}]
+    trace_dir = tmp_path / "run" / "tensorboard" / "train" / "plugins" / "profile" / "2026_01_02_10_00_00"
+    trace_dir.mkdir(parents=True)
+    (trace_dir / "host.xplane.pb").write_bytes(b"x")
+    results = {"train": {"steps": 3, "tensorboard_dir": str(tmp_path / "run" / "tensorboard" / "train")}}
+    lines = profile_table(timings, training_traces(results)).splitlines()
+    assert lines[0] == "== profile ==" and lines[1].split() == ["stage", "wall", "s", "cpu", "s", "child", "cpu", "s"]
+    assert lines[2].split() == ["dataset", "20.0", "1.5", "30.0"] and lines[3].split() == ["train", "10.0", "0.2", "12.0", "(failed)"]
+    assert lines[4].split() == ["total", "30.0", "1.8", "42.0"] and lines[5] == f"trace  {trace_dir / 'host.xplane.pb'}"
+    summary = run_summary(None, str(tmp_path / "run"), results)
+    assert f"TensorBoard    tensorboard --logdir {tmp_path / 'run' / 'tensorboard'}   (" in summary
+    assert profile_table([], []) == ""

@@ -8,12 +8,12 @@ until :func:`sparkml_tf.train.launch.launch` builds it on the driver for the wor
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.errors import DataError, SparkmlTfError
 from sparkml_tf.io.outputs import check_location, is_complete
-from sparkml_tf.train.launch import check_launcher, check_subconfigs, launch, training_curves
+from sparkml_tf.train.launch import check_launcher, check_subconfigs, default_tensorboard_dir, launch, log_tensorboard, telemetry_settings, training_curves
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class TrainCtr(Job):
         patience: int = 2,
         seed: int = 0,
         name: str = "train",
+        tensorboard: bool = True,
+        tensorboard_dir: Optional[str] = None,
     ):
         check_subconfigs(model=model)
         check_launcher(launcher)
@@ -45,8 +47,13 @@ class TrainCtr(Job):
         self.epochs, self.batch_size, self.learning_rate = int(epochs), int(batch_size), float(learning_rate)
         self.checkpoint_every_steps, self.patience, self.seed = int(checkpoint_every_steps), int(patience), int(seed)
         self.name = name
+        # Private (not settings of the output, so lineage ignores them): where the chief's TensorBoard
+        # scalars (and a --profile trace) go, by default <run_dir>/tensorboard/<name> beside the checkpoints.
+        self._tensorboard = bool(tensorboard)
+        self._tensorboard_dir = tensorboard_dir or default_tensorboard_dir(checkpoint_dir, name)
         check_location(self.model_dir, "model_dir")
         check_location(self.checkpoint_dir, "checkpoint_dir")
+        check_location(self._tensorboard_dir, "tensorboard_dir")
 
     objective = "best_val_auc"  # the summary key a hyper-parameter search maximizes
 
@@ -83,8 +90,12 @@ class TrainCtr(Job):
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.model_dir)
             return {"skipped": True, "model_dir": self.model_dir}
         self._check_inputs()
-        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), self.settings(force=ctx.force), self.name)
+        settings = {**self.settings(force=ctx.force), **telemetry_settings(ctx, self.name, self._tensorboard_dir, self._tensorboard)}
+        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), settings, self.name)
+        if settings["tensorboard_dir"]:
+            summary["tensorboard_dir"] = settings["tensorboard_dir"]
         self._track(ctx, summary)
+        log_tensorboard(ctx.tracker, settings["tensorboard_dir"], self.name)
         return summary
 
     def _check_inputs(self) -> None:

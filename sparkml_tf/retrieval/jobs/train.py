@@ -13,7 +13,16 @@ from typing import Any, Dict, List, Optional
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.errors import Checks
 from sparkml_tf.io.outputs import check_location, is_complete
-from sparkml_tf.train.launch import CURVES, check_launcher, check_subconfigs, launch, training_curves
+from sparkml_tf.train.launch import (
+    CURVES,
+    check_launcher,
+    check_subconfigs,
+    default_tensorboard_dir,
+    launch,
+    log_tensorboard,
+    telemetry_settings,
+    training_curves,
+)
 from sparkml_tf.train.schedule import check_settings
 
 LOGGER = logging.getLogger(__name__)
@@ -51,6 +60,8 @@ class Train(Job):
         seed: int = 0,
         name: str = "train",
         registered_model_name: Optional[str] = None,
+        tensorboard: bool = True,
+        tensorboard_dir: Optional[str] = None,
     ):
         checks = Checks()
         with checks.at("model"):
@@ -80,9 +91,14 @@ class Train(Job):
         self.checkpoint_every_steps, self.seed = int(checkpoint_every_steps), int(seed)
         self.name = name
         self._registered_model_name = registered_model_name or None  # private: not a setting of the output (lineage)
+        # Private (not settings of the output, so lineage ignores them): where the chief's TensorBoard
+        # scalars (and a --profile trace) go, by default <run_dir>/tensorboard/<name> beside the checkpoints.
+        self._tensorboard = bool(tensorboard)
+        self._tensorboard_dir = tensorboard_dir or default_tensorboard_dir(checkpoint_dir, name)
         check_location(self.export_dir, "export_dir")
         check_location(self.embeddings_dir, "embeddings_dir")
         check_location(self.checkpoint_dir, "checkpoint_dir")
+        check_location(self._tensorboard_dir, "tensorboard_dir")
 
     objective = "best_ndcg"  # the summary key a hyper-parameter search maximizes (validation NDCG@100)
 
@@ -129,8 +145,12 @@ class Train(Job):
         if is_complete(self.embeddings_dir) and not ctx.force:
             LOGGER.info("%s: %s is complete, skipping (use --force to retrain)", self.name, self.embeddings_dir)
             return {"skipped": True, "embeddings_dir": self.embeddings_dir}
-        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), self.settings(force=ctx.force), self.name)
+        settings = {**self.settings(force=ctx.force), **telemetry_settings(ctx, self.name, self._tensorboard_dir, self._tensorboard)}
+        summary = launch(ctx, self.launcher, self.num_workers, self.worker(), settings, self.name)
+        if settings["tensorboard_dir"]:
+            summary["tensorboard_dir"] = settings["tensorboard_dir"]
         self._track(ctx, summary)
+        log_tensorboard(ctx.tracker, settings["tensorboard_dir"], self.name)
         return summary
 
     def _track(self, ctx: RunContext, summary: Dict[str, Any]) -> None:

@@ -88,3 +88,23 @@ def test_bad_target_and_unknown_stage_exit_2(tmp_path):
     assert rc == 2 and "[SUBMIT_TARGET_INVALID] deploy_mode:" in err
     rc, _, err = cli("submit", *ML, "--target", "conf/targets/yarn-cluster.json", "--job", "trian", "--dry-run")
     assert rc == 2 and "[PIPELINE_UNKNOWN_JOB] --job: no stage named trian" in err
+
+
+def test_run_makes_one_mlflow_run_that_every_stage_logs_into(tmp_path):
+    import mlflow
+
+    target, log = fake_spark_submit(tmp_path, fail_stage="predict")
+    script = tmp_path / "spark-submit"
+    # The stand-in also records the run id each stage gets: in its environment, and in a YARN driver's conf.
+    conf = '$(echo "$@" | grep -o "appMasterEnv.MLFLOW_RUN_ID=[a-z0-9]*")'
+    script.write_text(script.read_text().replace('echo "$name" >>', f'echo "$name $MLFLOW_RUN_ID {conf}" >>'))
+    db = f"sqlite:///{tmp_path}/mlruns.db"
+    env = {"JAVA_HOME": str(tmp_path), "MLFLOW_RUN_ID": ""}
+    rc, out, err = cli("submit", *ML, "--target", str(target), "--set", "paths.run_dir=hdfs:///runs/ml", "--set", f"mlflow.tracking_uri={db}", env=env)
+    assert rc == 3, err
+    client = mlflow.MlflowClient(db)
+    (run,) = client.search_runs([client.get_experiment_by_name("movielens").experiment_id])
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert [c[0].split(":")[1] for c in calls] == ["dataset", "train", "index", "predict"]
+    assert all(c[1] == run.info.run_id and c[2] == f"appMasterEnv.MLFLOW_RUN_ID={run.info.run_id}" for c in calls), calls
+    assert run.info.status == "FAILED" and run.data.tags["sparkml_tf.submit"] == "true" and "sparkml_tf.version" in run.data.tags

@@ -45,6 +45,14 @@ def test_local_training_logs_to_tracker_and_skips_when_complete(dataset, tmp_pat
     assert {"loss", "val_auc", "val_logloss", "epoch_seconds", "best_val_auc"} <= set(tracker.metrics)
     assert tracker.metrics["best_val_auc"] == summary["best_val_auc"]
     assert ("figure", "plots/training_curves.png") in tracker.calls and "ctr/history.json" in tracker.dicts
+    # The chief's TensorBoard scalars, under <run_dir>/tensorboard/train, logged to MLflow too.
+    from sparkml_tf.telemetry.tensorboard import read_scalars
+
+    logdir = str(tmp_path / "tensorboard" / "train")
+    scalars = read_scalars(logdir)
+    assert len(scalars["train/loss"]) == summary["steps"] and [s for s, _ in scalars["validation/val_auc"]] == [h["step"] for h in summary["history"]]
+    assert {"validation/val_logloss", "train/learning_rate", "train/examples_per_second"} <= set(scalars)
+    assert ("artifact", logdir, "tensorboard/train") in tracker.calls
 
     again = job_for(dataset, tmp_path).run(RunContext(tracker=RecordingTracker()))
     assert again == {"skipped": True, "model_dir": str(tmp_path / "model")}
@@ -53,6 +61,9 @@ def test_local_training_logs_to_tracker_and_skips_when_complete(dataset, tmp_pat
     assert forced["resumed_from_step"] == 0 and forced["epochs_run"] == 3 and forced["steps"] == 3 * summary["steps_per_epoch"]
     moved = [p for p in os.listdir(tmp_path) if p.startswith("ckpt.replaced-")]
     assert len(moved) == 1 and any(name.startswith("ckpt") for name in os.listdir(tmp_path / moved[0]))
+    # ... and so are the old TensorBoard logs: the new curves start at step 1, beside the old ones.
+    assert [p for p in os.listdir(tmp_path / "tensorboard") if p.startswith("train.replaced-")]
+    assert len(read_scalars(logdir)["train/loss"]) == forced["steps"]
 
 
 def test_missing_dataset_fails_on_the_driver(dataset, tmp_path):

@@ -50,11 +50,17 @@ def _ndcg(ranked, targets):
 def test_chooses_l2_on_validation_exports_the_closed_form_and_beats_popularity(tmp_path):
     (users, items), (inputs, targets) = _data(tmp_path)
     grid = [1.0, 30.0, 1000.0, 30000.0]
-    result = LocalLauncher().run(train_worker, build_specs(_settings(tmp_path, l2=grid, refit=False)))
+    logdir = str(tmp_path / "tensorboard" / "train")
+    result = LocalLauncher().run(train_worker, build_specs({**_settings(tmp_path, l2=grid, refit=False), "tensorboard_dir": logdir}))
     scores = [h["val_ndcg@100"] for h in result["history"]]
     assert [h["l2"] for h in result["history"]] == grid and len(set(scores)) > 1  # the grid matters on this data
     chosen = grid[int(np.argmax(scores))]
     assert result["schedule"]["l2"] == chosen and result["best_ndcg"] == max(scores) and result["steps"] == 0
+    # No loop, but TensorBoard still shows the search: each grid entry's score and L2 at step = its index.
+    from sparkml_tf.telemetry.tensorboard import read_scalars
+
+    scalars = read_scalars(logdir)
+    assert scalars["ease/l2"] == list(enumerate(grid)) and [v for _, v in scalars["validation/val_ndcg@100"]] == pytest.approx(scores)
 
     # The export is EASE at the chosen λ, exactly as the baseline computes it, and the index's dot product serves it.
     B = EaseBaseline(60, chosen).fit(users, items).B

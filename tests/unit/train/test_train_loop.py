@@ -157,19 +157,46 @@ def test_build_spec_and_missing_data(tmp_path):
     assert info.value.code == "DATA_MISSING_STATS"
 
 
-def test_train_job_local_logs_to_tracker(dataset, tmp_path):
+def test_train_job_local_logs_to_tracker_tensorboard_and_live_metrics(dataset, tmp_path):
+    """One local training through the job: MLflow calls, TensorBoard scalars written by the chief,
+    a --profile trace of steps 10-20, and live metrics arriving at a real HTTP push gateway."""
     from sparkml_tf.engine.base import RunContext
     from sparkml_tf.retrieval.jobs.train import Train
-    from sparkml_tf.testing import RecordingTracker
+    from sparkml_tf.telemetry.tensorboard import read_scalars
+    from sparkml_tf.testing import RecordingPushGateway, RecordingTracker
+    from sparkml_tf.tracking import PushGateway
 
     s = settings_for(dataset, tmp_path, epochs=2)
     job = Train(
         s["dataset_dir"], s["export_dir"], s["embeddings_dir"], s["checkpoint_dir"], model=AVERAGE, loss=s["loss"], launcher="local", epochs=2, batch_size=32
     )
     tracker = RecordingTracker()
-    summary = job.run(RunContext(tracker=tracker))
+    with RecordingPushGateway() as gateway:
+        ctx = RunContext(tracker=tracker, profile=True, live_settings=PushGateway(gateway.url).settings("unit"))
+        summary = job.run(ctx)
+        assert gateway.wait_for(2)
     kinds = [c[0] for c in tracker.calls]
     assert kinds.count("params") == 1 and ("figure", "plots/training_curves.png") in tracker.calls
     assert ("artifact", summary["export_path"], "model") in tracker.calls
     assert [c[2] for c in tracker.calls if c[0] == "metrics" and "val_ndcg@100" in c[1]] == [0, 1]
+
+    # TensorBoard: <run_dir>/tensorboard/<job name> beside the checkpoints, logged to MLflow as well.
+    logdir = str(tmp_path / "tensorboard" / "train")
+    assert summary["tensorboard_dir"] == logdir and ("artifact", logdir, "tensorboard/train") in tracker.calls
+    scalars = read_scalars(logdir)
+    steps = summary["steps"]
+    assert [step for step, _ in scalars["train/loss"]] == list(range(1, steps + 1))
+    evaluations = [h["step"] for h in summary["history"]]
+    assert [step for step, _ in scalars["validation/val_ndcg@100"]] == evaluations
+    assert [v for _, v in scalars["validation/val_ndcg@100"]] == pytest.approx([h["val_ndcg@100"] for h in summary["history"]])
+    for tag in ("train/learning_rate", "train/examples_per_second", "train/steps_per_second", "train/epoch_loss"):
+        assert len(scalars[tag]) == len(evaluations) and all(v > 0 for _, v in scalars[tag]), tag
+    # --profile: a trace of a window of steps, where TensorBoard's profile tab looks.
+    traces = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(logdir, "plugins", "profile")) for f in files if f.endswith(".xplane.pb")]
+    assert len(traces) == 1 and os.path.getsize(traces[0]) > 0
+
+    # Live metrics: the chief's training numbers, pushed at each evaluation.
+    live = gateway.latest(instance="train-worker-0", pipeline="unit")
+    assert live["sparkml_tf_train_step"] == steps and live["sparkml_tf_train_val_ndcg_at_100"] == pytest.approx(summary["history"][-1]["val_ndcg@100"])
+    assert live["sparkml_tf_train_loss"] > 0 and live["sparkml_tf_train_examples_per_second"] > 0 and live["sparkml_tf_train_worker_rss_bytes"] > 1e7
     assert job.run(RunContext(tracker=RecordingTracker()))["skipped"] is True
