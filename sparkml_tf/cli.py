@@ -250,7 +250,7 @@ def _print_profile(target, results) -> None:
     """``--profile``: each stage's wall and CPU seconds, and where the training traces are."""
     from sparkml_tf.reporting import profile_table, training_traces
 
-    text = profile_table(getattr(target, "last_timings", []), training_traces(results))
+    text = profile_table(getattr(target, "last_timings", []), training_traces(results), getattr(target, "last_spark_stages", None))
     if text:
         print(text)
 

@@ -112,9 +112,10 @@ def training_traces(results: Any) -> List[str]:
     return traces
 
 
-def profile_table(timings: List[Dict[str, Any]], traces: List[str]) -> str:
+def profile_table(timings: List[Dict[str, Any]], traces: List[str], spark_stages: Optional[List[Dict[str, Any]]] = None, longest: int = 5) -> str:
     """``--profile``'s table: each stage's wall seconds, this process's CPU seconds and its child
-    processes' (a local Spark's JVM and Python workers, the training processes), then the traces."""
+    processes' (a local Spark's JVM and Python workers, the training processes), the ``longest``
+    Spark stages (from the Spark UI's REST API), then the traces."""
     if not timings:
         return ""
     width = max(len("total"), *(len(t["stage"]) for t in timings))
@@ -124,6 +125,12 @@ def profile_table(timings: List[Dict[str, Any]], traces: List[str]) -> str:
         lines.append(f"{t['stage']:<{width}} {t['wall_s']:>9.1f} {t['cpu_s']:>9.1f} {t['children_cpu_s']:>12.1f}{note}")
     total = {k: sum(t[k] for t in timings) for k in ("wall_s", "cpu_s", "children_cpu_s")}
     lines.append(f"{'total':<{width}} {total['wall_s']:>9.1f} {total['cpu_s']:>9.1f} {total['children_cpu_s']:>12.1f}")
+    if spark_stages:
+        lines.append(f"longest Spark stages of {len(spark_stages)} (wall s, executor run s summed over tasks, tasks):")
+        for stage in spark_stages[:longest]:
+            where = stage["description"] or stage["name"]
+            numbers = f"{stage['wall_s'] or 0.0:>8.1f} {stage['executor_run_s']:>8.1f} {stage['tasks']:>6}"
+            lines.append(f"  {numbers}  stage {stage['stage_id']}: {where} ({stage['name']})")
     for trace in traces:
         lines.append(f"trace  {trace}")
     if traces:

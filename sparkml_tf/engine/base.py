@@ -124,6 +124,7 @@ class Pipeline(Job):
             )
         self.live_metrics = live_metrics
         self.last_timings: List[Dict[str, Any]] = []  # the stages of the last run: wall and CPU seconds
+        self.last_spark_stages: List[Dict[str, Any]] = []  # with --profile: its Spark stages, longest first (spark/stages.py)
         if getattr(spark, "remote", None):
             refused = _classic_only(self.jobs)
             if refused:
@@ -200,6 +201,11 @@ class Pipeline(Job):
             if ctx.profile and ctx.timings:
                 ctx.tracker.log_metrics({f"cpu_s.{t['stage']}": t["cpu_s"] + t["children_cpu_s"] for t in ctx.timings})
                 ctx.tracker.log_dict({"stages": ctx.timings}, "profile/stages.json")
+                from sparkml_tf.spark.stages import spark_stage_timings
+
+                self.last_spark_stages = spark_stage_timings(ctx._spark)
+                if self.last_spark_stages:
+                    ctx.tracker.log_dict({"spark_stages": self.last_spark_stages}, "profile/spark_stages.json")
             ctx.live.set({"pipeline_succeeded": int(status == "FINISHED")})
             ctx.live.close()
             ctx.tracker.end(status)

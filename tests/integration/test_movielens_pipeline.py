@@ -131,6 +131,11 @@ def test_movielens_pipeline_through_the_cli(spark, tmp_path, caplog):
     assert trace.startswith(os.path.join(logdir, "plugins", "profile")) and trace.endswith(".xplane.pb") and os.path.getsize(trace) > 0
     timings = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/profile/stages.json")["stages"]
     assert [t["stage"] for t in timings if t["stage"] in stages] == list(stages) and all(t["wall_s"] > 0 for t in timings)
+    # ... and the Spark stages that took the time, from the Spark UI's REST API, named by the pipeline stage that ran them.
+    spark_stages = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/profile/spark_stages.json")["spark_stages"]
+    assert spark_stages and all(s["wall_s"] is not None and s["tasks"] >= 1 for s in spark_stages)
+    assert [s["wall_s"] for s in spark_stages] == sorted((s["wall_s"] for s in spark_stages), reverse=True)
+    assert any("dataset" in s["description"] for s in spark_stages) and "longest Spark stages of" in profile
 
     # A rerun of finished stages is a no-op: every stage is up to date with its settings and inputs.
     before = os.path.getmtime(os.path.join(run_dir, "metrics.json"))
