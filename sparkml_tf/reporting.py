@@ -74,7 +74,8 @@ def headline(metrics: Dict[str, Any], limit: int = 2) -> str:
 
 def open_hint(run: Dict[str, str]) -> str:
     """How to look at an MLflow run: the URL of a tracking server, else the ``mlflow ui`` command."""
-    uri, path = run.get("tracking_uri") or "", f"#/experiments/{run.get('experiment_id')}/runs/{run.get('run_id')}"
+    # MLflow 3's UI opens experiments on its GenAI view unless told otherwise: ask for the runs view.
+    uri, path = run.get("tracking_uri") or "", f"#/experiments/{run.get('experiment_id')}/runs/{run.get('run_id')}?workflowType=machine_learning"
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/{path}"
     if uri.startswith("databricks"):

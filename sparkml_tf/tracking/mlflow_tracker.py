@@ -251,6 +251,7 @@ class MLflowTracker(Tracker):
             python_model=mlflow_pyfunc_path(),
             artifacts={"saved_model": local},
             input_example=input_example,
+            signature=_signature(local, input_example),
             # Given, not inferred (inference loads the model once more in a subprocess).
             pip_requirements=[f"tensorflow=={importlib.metadata.version('tensorflow')}", f"numpy=={importlib.metadata.version('numpy')}"],
             registered_model_name=registered_model_name,
@@ -340,3 +341,21 @@ def run_tags(run_id: str, tracking_uri: Optional[str] = None) -> Dict[str, str]:
     except Exception as e:
         LOGGER.debug("cannot read the tags of run %s: %s", run_id, e)
         return {}
+
+
+def _signature(saved_model_dir: str, input_example: Dict[str, Any]):
+    """The pyfunc's signature from the SavedModel's own ``serving_default``: input shapes as the model
+    declares them (a padded item list is ``(-1, -1)``, any length, not the example's width), outputs
+    from running the example (batch dimension ``-1``)."""
+    import numpy as np
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    fn = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    outputs = fn(**{key: tf.constant(np.asarray(value), dtype=specs[key].dtype) for key, value in input_example.items()})
+    declared = {key: tuple(-1 if d is None else int(d) for d in spec.shape) for key, spec in specs.items()}
+    inputs = Schema([TensorSpec(np.dtype(spec.dtype.as_numpy_dtype), declared[key], key) for key, spec in specs.items()])
+    returned = Schema([TensorSpec(np.dtype(t.dtype.as_numpy_dtype), (-1, *[int(d) for d in t.shape[1:]]), key) for key, t in outputs.items()])
+    return ModelSignature(inputs=inputs, outputs=returned)

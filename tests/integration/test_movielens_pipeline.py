@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sparkml_tf.cli import main
@@ -112,6 +113,10 @@ def test_movielens_pipeline_through_the_cli(spark, tmp_path, caplog):
     assert [spec.name for spec in model.metadata.signature.inputs.inputs] == ["items"]
     example = model.input_example["items"]
     assert model.predict({"items": example})["user_embedding"].shape == (len(example), 16)
+    # any list length, not the example's width: the signature takes the SavedModel's own shapes
+    assert model.metadata.signature.inputs.inputs[0].shape == (-1, -1)
+    wider = np.pad(np.asarray(example), ((0, 0), (0, 3)), constant_values=-1)
+    np.testing.assert_allclose(model.predict({"items": wider})["user_embedding"], model.predict({"items": example})["user_embedding"], rtol=1e-5, atol=1e-6)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "model", "index", "plots", "tensorboard", "profile"} <= artifacts
 
