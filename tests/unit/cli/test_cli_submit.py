@@ -13,7 +13,10 @@ SHARED = ["--set", "paths.run_dir=hdfs:///user/me/runs/ml", "--set", "mlflow.tra
 
 
 def cli(*args, cwd=REPO, env=None):
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, **(env or {})}
+    # MLflow's own variables from the test session (a run started in this process sets them) would
+    # stand in for the config's null tracking settings: a user's shell has none unless they set them.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {**clean, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, **(env or {})}
     proc = subprocess.run([sys.executable, "-m", "sparkml_tf.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
     return proc.returncode, proc.stdout, proc.stderr
 
