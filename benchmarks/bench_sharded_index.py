@@ -46,7 +46,7 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from sparkml_tf.engine.base import RunContext
-    from sparkml_tf.index.hnsw import HnswIndex, exact_search, num_index_shards, shard_dir
+    from sparkml_tf.index.hnsw import HnswIndex, exact_search, num_index_shards, query_shards, shard_dir
     from sparkml_tf.retrieval.jobs.index import BuildIndex
     from sparkml_tf.spark.session import SparkConfig
     from sparkml_tf.testing import RecordingTracker
@@ -82,14 +82,7 @@ def main() -> None:
 
     one = HnswIndex.load(f"{tmp}/one")
     found_one, _ = one.query(users, args.k)
-    merged_ids, merged_scores = [], []
-    for s in range(args.shards):
-        found, scores = HnswIndex.load(shard_dir(f"{tmp}/sharded", s)).query(users, args.k)
-        merged_ids.append(found)
-        merged_scores.append(scores)
-    all_ids, all_scores = np.concatenate(merged_ids, axis=1), np.concatenate(merged_scores, axis=1)
-    order = np.argsort(-all_scores, axis=1, kind="stable")[:, : args.k]
-    found_sharded = np.take_along_axis(all_ids, order, axis=1)
+    found_sharded, _ = query_shards(f"{tmp}/sharded", users, args.k)  # each shard in turn, lists merged best first
     load = os.getloadavg()
     print(json.dumps({
         "items": args.items, "dim": args.dim, "shards": args.shards, "k": args.k, **params, "rounds": args.rounds,
