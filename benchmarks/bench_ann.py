@@ -169,6 +169,9 @@ def main() -> None:
     parser.add_argument("--cache-dir", help="save built (or partly built) indexes here and reuse them; build time is the time spent adding items")
     parser.add_argument("--build-budget-s", type=float, default=240, help="with --cache-dir: save a partial build and stop after this long")
     args = parser.parse_args()
+    from machine import LoadWatch
+
+    watch = LoadWatch()
 
     from threadpoolctl import threadpool_limits
 
@@ -265,6 +268,7 @@ def main() -> None:
                         flush=True,
                     )
                 del index, raw
+    print(watch.report())
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     args = ap.parse_args()
+    from machine import LoadWatch
+
+    watch = LoadWatch()
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -138,8 +141,9 @@ def main() -> None:
         "single_process_1_thread_users_per_s": round(statistics.median(single_rates)),
         "recommend_job_users_per_s": round(statistics.median(job_rates)),
         "per_core_ratio_job_over_cores_x_single": round(statistics.median(ratios), 3),
-        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        **watch.stop().fields(),
     }, indent=1))
+    print(watch.report())
 
 
 if __name__ == "__main__":

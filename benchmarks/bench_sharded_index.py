@@ -41,6 +41,9 @@ def main() -> None:
     ap.add_argument("--ef", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
+    from machine import LoadWatch
+
+    watch = LoadWatch()
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -83,7 +86,6 @@ def main() -> None:
     one = HnswIndex.load(f"{tmp}/one")
     found_one, _ = one.query(users, args.k)
     found_sharded, _ = query_shards(f"{tmp}/sharded", users, args.k)  # each shard in turn, lists merged best first
-    load = os.getloadavg()
     print(json.dumps({
         "items": args.items, "dim": args.dim, "shards": args.shards, "k": args.k, **params, "rounds": args.rounds,
         "build_s_one_index_driver_all_cores": round(statistics.median(one_s), 1),
@@ -94,8 +96,9 @@ def main() -> None:
         "peak_rss_mb_shard_builder_worker": round(worker_mb),
         f"recall@{args.k}_one_index": round(recall(found_one), 4),
         f"recall@{args.k}_sharded": round(recall(found_sharded), 4),
-        "load_average_1_5_15": [round(x, 2) for x in load],
+        **watch.stop().fields(),
     }, indent=1))
+    print(watch.report())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(__file__))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dim", type=int, default=64)
     args = parser.parse_args()
+    from machine import LoadWatch
+
+    watch = LoadWatch()
 
     import tensorflow as tf
 
@@ -70,6 +76,7 @@ def main() -> None:
         print(f"{name:<19}: {medians[name]:10.0f} examples/s  {[round(x) for x in values]}")
     for name in ("tfrecord streaming", "tfrecord cached"):
         print(f"ratio {name}/in-memory: {medians[name] / medians['in-memory']:.3f} (goal >= 0.9)")
+    print(watch.report())
 
 
 if __name__ == "__main__":

@@ -171,3 +171,69 @@ def test_a_sharded_index_built_on_executors_recommends_what_one_index_does(setup
     a, b = _read(spark, str(tmp_path / "one" / f"date={DAY}")), _read(spark, str(tmp_path / "sharded" / f"date={DAY}"))
     assert a[["user", "rank", "item", "source"]].equals(b[["user", "rank", "item", "source"]])
     np.testing.assert_allclose(a.score, b.score, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="kills a process group")
+def test_a_run_killed_midway_leaves_no_visible_partition_and_a_rerun_completes(setup, tmp_path):
+    """``sparkml-tf run`` of a Recommend pipeline, SIGKILLed (driver, JVM and Python workers) while
+    its executors write the date's files: nothing of the date is visible, and the next run of the
+    same date publishes every user's list."""
+    import glob
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tmp, spark = setup["tmp"], setup["spark"]
+    rng = np.random.default_rng(1)
+    users = 6_000
+    (tmp_path / "history").mkdir()
+    pq.write_table(
+        pa.table({
+            "user": [f"u{u}" for u in range(users) for _ in range(4)],
+            "item": [f"i{i}" for i in rng.integers(0, NUM_ITEMS, users * 4)],
+            "timestamp": pa.array(np.full(users * 4, END - 100), pa.int64()),
+        }),
+        tmp_path / "history" / "p.parquet",
+    )
+    recs = tmp_path / "recs"
+    config = {
+        "type": "sparkml_tf.engine.Pipeline", "name": "recommend-kill", "tracking": None,
+        # One core and many small tasks, each writing its own file: the write lasts long enough to be killed midway.
+        "spark": {"type": "sparkml_tf.spark.SparkConfig", "master": "local[1]", "app_name": "sparkml-tf-recommend-kill",
+                  "conf": {"spark.sql.shuffle.partitions": "200", "spark.sql.adaptive.enabled": "false", "spark.ui.enabled": "false"}},
+        "jobs": [{"type": "sparkml_tf.retrieval.Recommend", "export_dir": str(tmp / "export"), "index_dir": str(tmp / "index"),
+                  "output_path": str(recs), "quarantine_path": str(tmp_path / "quarantine"), "date": DAY,
+                  "history_path": str(tmp_path / "history"), "k": K}],
+    }
+    (tmp_path / "recommend.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with open(tmp_path / "run.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "sparkml_tf.cli", "run", str(tmp_path / "recommend.json")],
+                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not glob.glob(f"{recs}/_staging/date={DAY}.tmp-*/*.parquet"):  # the executors have started writing the date's rows
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    written = len(glob.glob(f"{recs}/_staging/date={DAY}.tmp-*/*.parquet"))
+    assert 0 < written < 200, written  # killed midway: some of the 200 tasks' files, not all
+    assert not os.path.exists(recs / f"date={DAY}") and not os.path.exists(tmp_path / "quarantine" / f"date={DAY}")
+    assert [p for p in os.listdir(recs) if not p.startswith("_")] == []  # only the staging area, which readers skip
+
+    from sparkml_tf.retrieval.jobs.recommend import Recommend
+
+    job = Recommend(**{k: v for k, v in config["jobs"][0].items() if k != "type"})
+    summary = job.run(RunContext(_spark=spark, tracker=RecordingTracker()))
+    assert summary["users_model"] == users and not summary["skipped"]
+    done = _read(spark, str(recs / f"date={DAY}"))
+    assert len(done) == users * K and done.groupby("user").size().eq(K).all()  # every list once, whole
+    assert os.path.exists(recs / f"date={DAY}" / MARKER) and not glob.glob(f"{recs}/_staging/date={DAY}.tmp-*")  # the killed run's files are gone
