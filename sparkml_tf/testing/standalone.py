@@ -61,6 +61,8 @@ class StandaloneCluster:
         self.worker_dirs = [os.path.join(self.workdir, f"worker{i + 1}") for i in range(self.num_workers)]
         self.processes: List[subprocess.Popen] = []
         self.logs: List[str] = []
+        self.submitted: List[subprocess.Popen] = []
+        self.driver_dir = os.path.join(self.workdir, "driver-local")  # client-mode drivers' spark.local.dir (their copy of --archives)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -118,20 +120,40 @@ class StandaloneCluster:
                 if os.path.isdir(unpacked) and not os.path.islink(unpacked):
                     shutil.rmtree(unpacked, ignore_errors=True)
 
+    def reap(self) -> None:
+        """After a test: kill what it submitted and left running, then free the disk its applications
+        took (the executors' and the drivers' unpacked archives), keeping the logs."""
+        import shutil
+
+        for process in self.submitted:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                process.wait(timeout=30)
+        self.submitted.clear()
+        self.remove_environments()
+        shutil.rmtree(self.driver_dir, ignore_errors=True)
+
     def __enter__(self) -> "StandaloneCluster":
         return self.start()
 
     def __exit__(self, *exc) -> None:
+        self.reap()
         self.stop()
-        self.remove_environments()
 
     # ---------------------------------------------------------------------------------- use
 
     def submit(self, args: Sequence[str], log: str, env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> subprocess.Popen:
         """``spark-submit --master <this cluster> ARGS`` in the background, its output into ``log``."""
+        os.makedirs(self.driver_dir, exist_ok=True)
+        argv = [os.path.join(self.home, "bin", "spark-submit"), "--master", self.url, "--conf", f"spark.local.dir={self.driver_dir}", *args]
         with open(log, "wb") as out:
-            return subprocess.Popen([os.path.join(self.home, "bin", "spark-submit"), "--master", self.url, *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd, start_new_session=True)
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd,
+                                       start_new_session=True)
+        self.submitted.append(process)
+        return process
 
     def apps(self) -> List[str]:
         """Application ids that have run executors here, oldest first."""

@@ -46,8 +46,17 @@ def cluster(tmp_path_factory):
     try:
         yield cluster
     finally:
+        cluster.reap()
         cluster.stop()
-        cluster.remove_environments()  # 2.4 GB per executor; the logs stay for a look after a failure
+
+
+@pytest.fixture(autouse=True)
+def reaped(cluster):
+    """After each test, whatever it left running is killed and the unpacked environments (2.4 GB per
+    executor and per driver) are removed, so the next test starts on an idle cluster and a free disk;
+    the logs stay for a look after a failure."""
+    yield
+    cluster.reap()
 
 
 def submit(cluster, archive, work, *args):
