@@ -1,3 +1,4 @@
+import gc
 import os
 import shutil
 import sys
@@ -189,7 +190,8 @@ def test_hot_swap_under_concurrent_requests(models, tmp_path):
         np.testing.assert_allclose(scorer.score(rows), new, rtol=1e-5, atol=1e-7)
         metrics = scorer.metrics()
         assert metrics["swaps"] == 1 and metrics["loads"] == 2 and metrics["failed_loads"] == 0
-        assert first() is None  # the old version was released (by reference counting: no gc pass needed)
+        assert metrics["loaded_by"] == "weights" and metrics["weight_loads"] == 1  # same program, other weights
+        assert first() is scorer._servable._keep.program.servable._keep[0]  # version 1's traced function serves version 2
     assert not scorer._thread.is_alive()
 
 
@@ -373,3 +375,162 @@ def test_gil_switch_interval_is_restored_after_overlapping_loads():
             assert sys.getswitchinterval() == pytest.approx(0.0001)
         assert sys.getswitchinterval() == pytest.approx(0.0001)
     assert sys.getswitchinterval() == before
+
+
+# ---------------------------------------------------------------------- weights-only loads, frozen heap
+
+
+def renamed_index() -> FeatureIndex:
+    """tiny_index with other vocabulary words but the same sizes: the same model shapes."""
+    index = tiny_index()
+    fields = [dict(f, vocab=["e", "b", "a", "f"]) if f["name"] == "C1" else f for f in index.fields]
+    return FeatureIndex(fields, index.crosses)
+
+
+@pytest.fixture(scope="module")
+def other_models(tmp_path_factory):
+    """Exports that differ from `models` by more than weights (or, "renamed", by the index's words)."""
+    made = {}
+    for name, index, units, seed in [
+        ("wider", tiny_index(), [8, 4], 3),  # another program: other layer sizes
+        ("extra_field", tiny_index(extra_field=True), [8, 8], 4),  # another signature
+        ("renamed", renamed_index(), [8, 8], 5),  # the same program and shapes, another vocabulary
+    ]:
+        source = str(tmp_path_factory.mktemp(name))
+        spec = WideDeep(embedding_dim=4, hidden_units=units, seed=seed)
+        net = spec.build(index)
+        net.wide_weights.assign(tf.random.stateless_normal(net.wide_weights.shape, seed=[seed, 0]))
+        made[name] = export_ctr_model(spec, net, index, source, warmup_records=5)
+    return made
+
+
+@pytest.mark.parametrize("xla", [False, True])
+def test_a_weights_only_load_gives_exactly_the_new_versions_scores(models, tmp_path, xla):
+    export_dir, alone = str(tmp_path / "export"), str(tmp_path / "alone")
+    publish(models[1], export_dir, 1)
+    publish(models[2], alone, 2)
+    rows = raw_rows(21, seed=4)
+    encoded = Encoder(tiny_index()).encode_rows(rows)
+    ids = (encoded["deep_ids"], encoded["wide_ids"], encoded["dense"])
+    settings = dict(poll_seconds=None, xla=xla, batch_sizes=(4, 8) if xla else (1, 16))
+    with Scorer(export_dir, **settings) as scorer, Scorer(alone, **settings) as full:
+        encoder = scorer._servable.encoder
+        publish(models[2], export_dir, 2)
+        assert scorer.refresh() is True and scorer.version == 2
+        metrics = scorer.metrics()
+        assert metrics["loaded_by"] == "weights" and metrics["weight_loads"] == 1 and metrics["loads"] == 2
+        assert metrics["fast_call"] is True and metrics["xla"] is xla and metrics["warmup_records"] == 0
+        assert full.metrics()["loaded_by"] == "full"
+        np.testing.assert_array_equal(scorer.score(rows), full.score(rows))  # the same function on the same weights
+        np.testing.assert_array_equal(scorer.score_ids(*ids), full.score_ids(*ids))
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(models[2], rows), rtol=1e-5, atol=1e-7)
+        assert scorer._servable.encoder is encoder  # the same feature_index.json: not read again
+
+
+@pytest.mark.parametrize("name", ["wider", "extra_field"])
+def test_another_program_or_signature_is_loaded_in_full(models, other_models, tmp_path, name):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    rows = raw_rows(12, seed=6)
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        publish(other_models[name], export_dir, 2)
+        assert scorer.refresh() is True and scorer.version == 2
+        metrics = scorer.metrics()
+        assert metrics["loaded_by"] == "full" and metrics["weight_loads"] == 0 and metrics["failed_loads"] == 0
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(other_models[name], rows), rtol=1e-5, atol=1e-7)
+        publish(models[2], export_dir, 3)  # back to the first program: not version 2's, so in full again
+        assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "full"
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(models[2], rows), rtol=1e-5, atol=1e-7)
+
+
+def test_a_new_feature_index_of_the_same_sizes_is_read(models, other_models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    rows = raw_rows(30, seed=7) + [{"C1": "e"}, {"C1": "a"}]  # "e" is a word of the new index only
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        publish(other_models["renamed"], export_dir, 2)
+        assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "weights"
+        assert scorer.feature_index == renamed_index()
+        np.testing.assert_allclose(scorer.score(rows), signature_scores(other_models["renamed"], rows), rtol=1e-5, atol=1e-7)
+
+
+def test_old_versions_are_freed_by_reference_counting(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        publish(models[2], export_dir, 2)
+        assert scorer.refresh() is True
+        weights = weakref.ref(scorer._servable._keep.variables[0])  # version 2's own variable
+        publish(models[1], export_dir, 3)
+        gc.disable()  # no collection pass may help
+        try:
+            assert scorer.refresh() is True and scorer.metrics()["weight_loads"] == 2
+            assert weights() is None
+            scorer.weight_swap = False
+            first = weakref.ref(scorer._servable._keep.program.servable._keep[0])  # version 1's SavedModel
+            publish(models[2], export_dir, 4)
+            assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "full"
+            assert first() is None  # no version runs its function any more
+        finally:
+            gc.enable()
+        np.testing.assert_allclose(scorer.score(raw_rows(5)), signature_scores(models[2], raw_rows(5)), rtol=1e-5, atol=1e-7)
+
+
+def test_unreadable_weights_of_the_same_program_fail_as_a_full_load_does(models, tmp_path):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    tmp = f"{export_dir}/.2.tmp"
+    shutil.copytree(models[2], tmp)
+    data = [f for f in os.listdir(f"{tmp}/variables") if f.startswith("variables.data")][0]
+    with open(f"{tmp}/variables/{data}", "r+b") as f:
+        f.truncate(16)
+    os.rename(tmp, f"{export_dir}/2")
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer.refresh() is False and scorer.version == 1
+        assert scorer.last_error.code == "MODEL_LOAD_FAILED" and scorer.last_error.path.endswith("/2")
+        assert scorer.refresh() is False and scorer.metrics()["failed_loads"] == 1  # not retried
+        np.testing.assert_allclose(scorer.score(raw_rows(5)), signature_scores(models[1], raw_rows(5)), rtol=1e-5, atol=1e-7)
+
+
+def test_a_function_that_cannot_take_other_variables_means_full_loads(models, tmp_path, monkeypatch, caplog):
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    monkeypatch.setattr(scorer_module.Program, "rebinding_problem", lambda self: "a TensorFlow that binds variables differently")
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        publish(models[2], export_dir, 2)
+        with caplog.at_level("WARNING", logger="sparkml_tf.ranking.scorer"):
+            assert scorer.refresh() is True
+        assert scorer.metrics()["loaded_by"] == "full" and "binds variables differently" in caplog.text
+        np.testing.assert_allclose(scorer.score(raw_rows(5)), signature_scores(models[2], raw_rows(5)), rtol=1e-5, atol=1e-7)
+
+
+FREEZE_SCRIPT = """
+import gc, sys
+from sparkml_tf.ranking import scorer as scorer_module
+from sparkml_tf.ranking.scorer import Scorer
+
+def tracked(obj):  # in a generation the collector walks (frozen objects are in none)
+    return any(o is obj for o in gc.get_objects())
+
+plain = Scorer(sys.argv[1], poll_seconds=None, gc_freeze=False)
+assert gc.get_freeze_count() == 0 and tracked(plain._servable._keep[0])
+first = Scorer(sys.argv[1], poll_seconds=None)
+frozen = gc.get_freeze_count()
+walked = len(gc.get_objects())
+assert frozen > 100_000 and walked < frozen // 20, (frozen, walked)
+assert not tracked(first._servable._keep[0]) and not tracked(plain._servable._keep[0])
+second = Scorer(sys.argv[1], poll_seconds=None)  # once per process: the second scorer's objects stay collectable
+assert tracked(second._servable._keep[0]) and not scorer_module.freeze_heap()
+print("frozen", frozen, "walked", walked)
+"""
+
+
+def test_the_first_scorer_freezes_the_heap_once_per_process(models, tmp_path):
+    import subprocess
+
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT, export_dir], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "frozen" in done.stdout
