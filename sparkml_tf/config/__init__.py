@@ -74,20 +74,28 @@ def resolve(config: Any, macros: Any = None, overrides: Iterable[str] = (), allo
 
 
 def _at_macro(error: ConfigError, raw_config: Any) -> ConfigError:
-    """``error`` at the macro key (``train.num_workers``) when the value at its config path came whole
-    from a macro, with the config path after it; unchanged otherwise."""
+    """``error`` at the macro key (``train.num_workers``) when the value at its config path came from
+    a macro, whole or as part of a macro's dict or list (``dataset.generator.num_items``), with the
+    config path after it; unchanged otherwise."""
     from sparkml_tf.config.paths import parse_path
 
     try:
-        node = raw_config
-        for key in parse_path(error.path):
+        keys = list(parse_path(error.path))
+    except ValueError:
+        return error
+    node = raw_config
+    for depth, key in enumerate(keys + [None]):
+        match = PLACEHOLDER.fullmatch(node) if isinstance(node, str) else None
+        if match:
+            rest = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys[depth:])
+            return ConfigError(error.code, error.message, f"{match.group(1)}.{match.group(2)}{rest} (as {error.path})")
+        if key is None:
+            return error
+        try:
             node = node[key]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return error
-    match = PLACEHOLDER.fullmatch(node) if isinstance(node, str) else None
-    if not match:
-        return error
-    return ConfigError(error.code, error.message, f"{match.group(1)}.{match.group(2)} (as {error.path})")
+        except (KeyError, IndexError, TypeError):
+            return error
+    return error
 
 
 def fill_macros(config: Any, macros: Dict[str, Any]) -> Any:

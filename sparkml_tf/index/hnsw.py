@@ -207,6 +207,7 @@ def exact_search(
     item_vectors = np.asarray(item_vectors, dtype=np.float32)
     queries = np.asarray(queries, dtype=np.float32)
     k = min(k, len(item_vectors))
+    batch_size = max(1, min(int(batch_size), 2**24 // max(len(item_vectors), 1)))  # at most 64 MiB of scores at a time, whatever the catalogue
     out_ids, out_scores = [], []
     for start in range(0, len(queries), batch_size):
         scores = queries[start : start + batch_size] @ item_vectors.T

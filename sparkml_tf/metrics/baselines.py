@@ -144,10 +144,16 @@ def build(name: str, num_items: int, ease_lambda: float = 500.0):
     raise DataError("EVALUATE_UNKNOWN_BASELINE", f"no baseline named {name!r}; choose from 'popular', 'ease'", "baselines")
 
 
+# Scores recommend() holds at once: users x items (float64: 128 MiB, 16 users at 1M items).
+SCORE_ELEMENTS = 1 << 24
+
+
 def recommend(model, foldin: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
-    """Top-``k`` ids per user, fold-in items excluded, scored ``batch_size`` users at a time."""
+    """Top-``k`` ids per user, fold-in items excluded, scored ``batch_size`` users at a time, fewer
+    when the catalogue is large (``SCORE_ELEMENTS`` scores at most; each user's list is the same)."""
     from sparkml_tf.metrics.ranking import top_k_excluding
 
+    batch_size = max(1, min(int(batch_size), SCORE_ELEMENTS // max(int(model.num_items), 1)))
     out = [top_k_excluding(model.score(foldin[i : i + batch_size]), foldin[i : i + batch_size], k) for i in range(0, len(foldin), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 

@@ -2,14 +2,20 @@
 average and Mult-VAE models, and what its chief exports (a SavedModel and item embeddings).
 
 ``train_worker(settings)`` takes plain JSON-able values only (the model and loss as raw sub-configs)
-and builds everything here, on the worker. Validation NDCG@100 scores every item exactly on every
-worker, so all workers reach the same early-stopping decision without talking.
+and builds everything here, on the worker.
+
+Validation NDCG@100 is exact (every item is scored) and split across the training workers: worker
+``r`` of ``W`` scores validation users ``r, r + W, r + 2W, ...`` and the per-worker sums and counts
+are all-reduced, so every worker gets the same mean (the same early-stopping decision) for
+``users x items / W`` work. Scores are computed ``SCORE_ELEMENTS`` at a time (a batch of users
+against a chunk of items), each chunk's top ``k`` merged with the best so far, so memory stays
+bounded at any catalogue size (docs/scale.md).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sparkml_tf.errors import DataError
 from sparkml_tf.retrieval.layout import RetrievalDataset
@@ -17,9 +23,12 @@ from sparkml_tf.retrieval.records import read_train_pairs, read_validation, tfre
 from sparkml_tf.serving.export import publish_version
 from sparkml_tf.train.loop import LoopResult, Telemetry, check_shards, cluster_info, copy_weights, log, run_loop, spec_of
 
-__all__ = ["train_worker", "train", "read_stats", "ndcg_at_k"]
+__all__ = ["train_worker", "train", "read_stats", "ndcg_at_k", "ndcg_sum", "top_k_unseen", "validation_share"]
 
 EVAL_K = 100
+# Scores one worker holds at once during validation: a batch of users x a chunk of items (float32:
+# 256 MiB, 512 users x 131,072 items; a smaller catalogue is one chunk).
+SCORE_ELEMENTS = 1 << 26
 
 
 def train_worker(settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -31,34 +40,100 @@ def read_stats(dataset_dir: str) -> Dict[str, Any]:
     return RetrievalDataset(dataset_dir).read_stats()
 
 
-def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512) -> float:
-    """Mean NDCG@k (Mult-VAE definition: IDCG over min(k, #targets)); fold-in items are never ranked."""
+def ndcg_at_k(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512, score_elements: int = SCORE_ELEMENTS) -> float:
+    """Mean NDCG@k (Mult-VAE definition: IDCG over min(k, #targets)) over every item exactly; fold-in
+    items are never ranked. NaN without users."""
+    if len(inputs) == 0:
+        return float("nan")
+    total, count = ndcg_sum(net, inputs, targets, k, batch_size, score_elements)
+    return total / count
+
+
+def ndcg_sum(net, inputs, targets, k: int = EVAL_K, batch_size: int = 512, score_elements: int = SCORE_ELEMENTS) -> Tuple[float, int]:
+    """``(sum of the users' NDCG@k, number of users)`` of ``inputs``/``targets`` (-1 padded rows), for a
+    mean over several workers' shares. Memory: ``batch_size x chunk`` scores, the chunk of items being
+    ``score_elements // batch_size`` (at least ``k``)."""
     import numpy as np
     import tensorflow as tf
 
     from sparkml_tf.metrics.ranking import batch_metrics
 
     if len(inputs) == 0:
-        return float("nan")
+        return 0.0, 0
     items = net.item_embeddings()
     biases = net.item_biases()
     num_items = int(items.shape[0])
     k = min(k, num_items)
+    chunk = max(k, int(score_elements) // max(int(batch_size), 1))
     total = 0.0
     for start in range(0, len(inputs), batch_size):
         x = tf.constant(inputs[start : start + batch_size])
-        t = targets[start : start + batch_size]
-        scores = tf.matmul(net.user_embedding(x, training=False), items, transpose_b=True) + biases
-        where = tf.where(x >= 0)
-        seen = tf.stack([where[:, 0], tf.gather_nd(x, where)], axis=1)
-        scores = tf.tensor_scatter_nd_update(scores, seen, tf.fill([tf.shape(seen)[0]], -np.inf))
-        top = tf.math.top_k(scores, k=k).indices.numpy()
-        total += float(np.sum(batch_metrics(top, t, [k])[f"ndcg@{k}"]))  # the evaluator's definition, shared
-    return total / len(inputs)
+        top = top_k_unseen(net.user_embedding(x, training=False), items, biases, x, k, chunk)
+        total += float(np.sum(batch_metrics(top, targets[start : start + batch_size], [k])[f"ndcg@{k}"]))  # the evaluator's definition, shared
+    return total, len(inputs)
+
+
+def top_k_unseen(users, items, biases, seen, k: int, chunk_items: int):
+    """Ids (int64 numpy [B, k]) of the ``k`` best items by ``users @ items.T + biases``, never one of
+    ``seen`` (int [B, L], -1 padded), best first: the same list as one ``tf.math.top_k`` over all
+    items, ties to the lower id, computed ``chunk_items`` items at a time. Each chunk's top ``k`` is
+    merged with the best so far (candidates of earlier chunks first, so a tie still goes to the lower id)."""
+    import numpy as np
+    import tensorflow as tf
+
+    num_items = int(items.shape[0])
+    k = min(int(k), num_items)
+    chunk_items = max(int(chunk_items), 1)
+    seen = tf.convert_to_tensor(seen, tf.int64)
+    best_values = best_ids = None
+    for start in range(0, num_items, chunk_items):
+        stop = min(start + chunk_items, num_items)
+        scores = tf.matmul(users, items[start:stop], transpose_b=True) + biases[start:stop]
+        where = tf.where((seen >= start) & (seen < stop))
+        if int(tf.shape(where)[0]):
+            cells = tf.stack([where[:, 0], tf.gather_nd(seen, where) - start], axis=1)
+            scores = tf.tensor_scatter_nd_update(scores, cells, tf.fill([tf.shape(cells)[0]], tf.constant(-np.inf, scores.dtype)))
+        top = tf.math.top_k(scores, k=min(k, stop - start))
+        ids = tf.cast(top.indices, tf.int64) + start
+        if best_values is None:
+            best_values, best_ids = top.values, ids
+            continue
+        values = tf.concat([best_values, top.values], axis=1)
+        merged = tf.math.top_k(values, k=min(k, int(values.shape[1])))
+        best_values, best_ids = merged.values, tf.gather(tf.concat([best_ids, ids], axis=1), merged.indices, batch_dims=1)
+    return best_ids.numpy()
+
+
+def validation_share(num_users: int, rank: int, num_workers: int) -> slice:
+    """The validation rows worker ``rank`` of ``num_workers`` scores: every ``num_workers``-th from
+    ``rank``: the shares differ by one user at most and together hold every row once, provided every
+    worker reads the rows in the same order (the sorted validation shards)."""
+    return slice(int(rank), int(num_users), max(int(num_workers), 1))
+
+
+_REDUCER: List[Any] = [None, None]  # (strategy, its traced all-reduce): one per training process
+
+
+def all_reduce_sum(strategy, values: Sequence[float]):
+    """``values`` (float64) summed over the workers of ``strategy`` (MultiWorkerMirroredStrategy), the
+    same array on every worker. A collective: every worker must call it, in the same order. Traced
+    once per strategy (run eagerly, the strategy warns of its overhead at every call)."""
+    import numpy as np
+    import tensorflow as tf
+
+    if _REDUCER[0] is not strategy:
+        def gather(v):
+            # identity: the traced input has no device; the copy is placed on this replica's, which the all-reduce needs
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(v))
+
+        _REDUCER[:] = [strategy, tf.function(lambda v: strategy.run(gather, args=(v,)))]
+    reduced = _REDUCER[1](tf.constant(np.asarray(values, np.float64)))
+    return strategy.experimental_local_results(reduced)[0].numpy()
 
 
 class RetrievalTask:
-    """Per-user item lists in, validation NDCG@100 out (see :class:`sparkml_tf.train.loop.LoopTask`)."""
+    """Per-user item lists in, validation NDCG@100 out (see :class:`sparkml_tf.train.loop.LoopTask`):
+    each worker scores its share of the validation users, the sums are all-reduced."""
 
     metric = "val_ndcg@100"
 
@@ -74,6 +149,8 @@ class RetrievalTask:
         self.cache = bool(settings.get("cache", True))
         self.petastorm = self.stats.get("training_format") == "petastorm"  # Parquet under petastorm/, read with Petastorm
         self.validation = None
+        self.strategy = None  # the training strategy, seen by build() under its scope: validation all-reduces through it
+        self.rank, self.num_workers = 0, 1
 
     def num_train_examples(self) -> int:
         return int(self.stats["num_train_examples"])
@@ -84,7 +161,9 @@ class RetrievalTask:
             self.spec = self.spec.for_schedule(schedule)
 
     def prepare(self) -> None:
-        num_workers = cluster_info()["num_workers"]
+        cluster = cluster_info()
+        self.rank, self.num_workers = cluster["rank"], cluster["num_workers"]
+        num_workers = self.num_workers
         if self.source is None and self.petastorm:
             from sparkml_tf.retrieval.petastorm_input import trainer_source
 
@@ -102,6 +181,9 @@ class RetrievalTask:
         self.preprocess = self.spec.preprocess(self.num_items, self.loss)
 
     def build(self):
+        import tensorflow as tf
+
+        self.strategy = tf.distribute.get_strategy()  # called under the strategy's scope
         return self.spec.build(self.num_items, self.loss)
 
     def dataset(self, input_context, per_replica_batch: int, seed: int):
@@ -109,7 +191,15 @@ class RetrievalTask:
         return training_batches(self.source(input_context), self.preprocess, per_replica_batch, shuffle_buffer, seed)
 
     def evaluate(self, net) -> Dict[str, float]:
-        return {self.metric: ndcg_at_k(net, *self.validation)}
+        """The mean NDCG@100 over all validation users, identical on every worker: this worker's share
+        scored here, the sums and counts of all shares all-reduced (a collective: every worker calls it)."""
+        inputs, targets = self.validation
+        split = self.num_workers > 1 and self.strategy is not None and self.strategy.num_replicas_in_sync > 1
+        share = validation_share(len(inputs), self.rank, self.num_workers) if split else slice(None)
+        total, count = ndcg_sum(net, inputs[share], targets[share])
+        if split:
+            total, count = all_reduce_sum(self.strategy, [total, count])
+        return {self.metric: float(total / count) if count else float("nan")}
 
 
 def train(settings: Dict[str, Any], source: Optional[Callable] = None) -> Dict[str, Any]:
@@ -184,11 +274,7 @@ def fit_closed_form(task: "RetrievalTask", settings: Dict[str, Any]) -> LoopResu
             best, best_B = i, B  # kept, so the chief need not fit it again
         del B
     if strategy is not None:  # each worker filled its own entries; a sum gathers them all
-        def gather(v):
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, v)
-
-        reduced = strategy.run(gather, args=(tf.constant(np.stack([scores, seconds])),))
-        scores, seconds = strategy.experimental_local_results(reduced)[0].numpy()
+        scores, seconds = all_reduce_sum(strategy, np.stack([scores, seconds]))
     chosen = int(np.nanargmax(scores))
     report_closed_form(Telemetry(settings, rank, 0), task.metric, spec.grid, scores, seconds, chosen)
     if rank == 0 and spec.refit:  # λ is chosen: fit it again on every user not held out for test

@@ -297,3 +297,4 @@ def _check_generator(generator: Optional[dict]) -> None:
     unknown = sorted(set(generator) - accepted)
     if unknown:
         raise bad_value("generator", f"generator has unknown key(s) {', '.join(unknown)}; generate_ratings accepts {', '.join(sorted(accepted))}")
+    generate.check_generator(**generator)  # impossible values, at generator.<key>, before any Spark job

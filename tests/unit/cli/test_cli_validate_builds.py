@@ -21,6 +21,9 @@ CASES = {
     "baselines": (MOVIELENS, 'evaluate.baselines=["popular","eas"]', "[EVALUATE_UNKNOWN_BASELINE] evaluate.baselines (as jobs[4].baselines)"),
     "unparsable JSON": (MOVIELENS, "evaluate.baselines=[popular]", "[CONFIG_BAD_OVERRIDE] --set evaluate.baselines: '[popular]' looks like JSON"),
     "a model setting": (MOVIELENS, "model.embedding_dim=0", "[CONFIG_BAD_VALUE] model.embedding_dim (as jobs[1].model.embedding_dim)"),
+    "inside a macro's dict": (
+        MOVIELENS, "dataset.generator.num_items=0", "[CONFIG_BAD_VALUE] dataset.generator.num_items (as jobs[0].generator.num_items)"
+    ),
     "CTR date": (CTR, "run.date=2024-02-30", "[CONFIG_BAD_VALUE] run.date (as jobs[5].date)"),
 }
 
