@@ -29,6 +29,12 @@ What is timed, and how:
   from ``/proc`` around each run (Linux only): users per CPU-second is the contention-robust
   view of the same ratios.
 
+* The bound: ours does the floor's data movement plus the model, so where time follows CPU (every
+  core busy) ours / identity cannot pass floor / (floor + model), CPU per user of the identity
+  path against the single process on 1 thread; printed with the cores each path kept busy.
+* ``--pipelined`` runs every path with Spark 4.3's pipelined Python runner
+  (``spark.python.udf.pipelined.enabled``). The scratch folder is removed at the end.
+
 per-core ratio = spark rate / (cores x single-process 1-thread rate).
 """
 
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -174,10 +181,14 @@ def main() -> None:
     parser.add_argument("--arrow-batch-rows", type=int, default=None, help="Arrow batch rows for our stage (default: the Predict job's)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--pipelined", action="store_true",
+        help="run the session with spark.python.udf.pipelined.enabled (Spark 4.3+: a JVM writer thread and a Python reader thread per task)",
+    )
     parser.add_argument("--all-threads-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sparkml_tf.retrieval.jobs.predict import ARROW_BATCH_ROWS, arrow_batch_rows, embed_users
+    from sparkml_tf.retrieval.jobs.predict import ARROW_BATCH_ROWS
 
     if args.all_threads_worker:
         print(json.dumps(single_process_all_threads(*args.all_threads_worker, args.batch_size, args.repeats)))
@@ -192,6 +203,15 @@ def main() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     scratch = tempfile.mkdtemp(prefix="bench-inference-")
+    try:
+        run(args, watch, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the rows (~20 MB at 200k users), the model, Spark's local dir
+
+
+def run(args, watch, scratch: str) -> None:
+    from sparkml_tf.retrieval.jobs.predict import arrow_batch_rows, embed_users
+
     rows_path = f"{scratch}/rows.parquet"
     quiet = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     # Written by a subprocess, so this driver's TensorFlow runtime starts later, with 1 thread.
@@ -201,7 +221,7 @@ def main() -> None:
     make_rows(args.users, args.num_items, args.mean_items, args.max_items, rows_path)
     print(f"{args.users} users, ~{args.mean_items} items each (max {args.max_items}), model {args.num_items}x{args.dim}, "
           f"{args.batch_size} rows per model call, Arrow batches of {args.arrow_batch_rows} rows (ours), local[{args.cores}], "
-          f"median of {args.repeats} round-robin rounds after a warm-up", flush=True)
+          f"median of {args.repeats} round-robin rounds after a warm-up{', pipelined Python runner' if args.pipelined else ''}", flush=True)
     all_threads = subprocess.run([sys.executable, os.path.abspath(__file__), "--all-threads-worker", model_path, rows_path,
                                   "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)], check=True, capture_output=True, text=True, env=quiet)
     all_threads = json.loads(all_threads.stdout.strip().splitlines()[-1])
@@ -213,7 +233,7 @@ def main() -> None:
     from sparkml_tf.retrieval.remote import embed, load_model, make_user_embedding_fn
     from sparkml_tf.spark.executor import configure_tf_threads as configure_threads
     from sparkml_tf.spark.executor import padded_from_list_array
-    from sparkml_tf.testing import local_spark
+    from sparkml_tf.spark.session import SparkConfig
 
     # Single process, in this driver: TensorFlow pinned to 1 intra/inter-op thread, like a Spark worker.
     configure_threads(1)
@@ -223,7 +243,18 @@ def main() -> None:
     arrow_batches = table.to_batches(max_chunksize=args.arrow_batch_rows)
     replay = make_user_embedding_fn("bench", model_path, args.batch_size, threads=1)
 
-    spark = local_spark(cores=args.cores, app_name="bench-inference")
+    conf = {  # sparkml_tf.testing.local_spark's settings, with Spark's scratch inside ours
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.default.parallelism": str(args.cores),
+        "spark.local.dir": f"{scratch}/spark",
+        "spark.driver.memory": "2g",
+        "spark.python.worker.reuse": "true",
+    }
+    if args.pipelined:
+        conf["spark.python.udf.pipelined.enabled"] = "true"
+    spark = SparkConfig(master=f"local[{args.cores}]", app_name="bench-inference", conf=conf).session()
     probe = cpu_probe(int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()))
     rows = spark.read.parquet(rows_path).repartition(args.cores * 2).cache()
     assert rows.count() == args.users
@@ -305,6 +336,18 @@ def main() -> None:
     for name in ("ours, ragged items", "ours, padded items", theirs, "constant vectors, no model", "identity mapInArrow (user, items)"):
         print(f"  {name:<44} {rate(name) / (args.cores * single):5.2f}   per CPU-second: {per_cpu(name) / single_per_cpu:5.2f}")
     print(f"ours (ragged) / single process, TF default threads: {rate('ours, ragged items') / all_threads['rate']:5.2f}")
+    # The bound: ours does the floor's data movement plus the model. Where every core is busy
+    # (a loaded machine, or a pipelined runner), time follows CPU and the ratio cannot pass
+    # floor / (floor + model); only cores the floor leaves idle could hide the model.
+    model_us = 1e6 / single_per_cpu
+    floor_us = 1e6 / per_cpu(floor)
+    ours_us = 1e6 / per_cpu("ours, ragged items")
+    busy = lambda name: (results[name][1]["jvm"] + results[name][1]["python"]) / results[name][0]  # noqa: E731
+    print(f"CPU per user: floor (identity, JVM + Python) {floor_us:.2f} us; the model alone (single process, TF 1 thread) {model_us:.2f} us "
+          f"= {model_us / floor_us:.0%} of the floor; ours {ours_us:.2f} us = floor + model {ours_us - floor_us - model_us:+.2f} us")
+    print(f"  bound where time follows CPU: floor / (floor + model) = {floor_us / (floor_us + model_us):.2f}; "
+          f"ours / identity per CPU-second {per_cpu('ours, ragged items') / per_cpu(floor):.2f}; "
+          f"cores busy: identity {busy(floor):.2f}, ours {busy('ours, ragged items'):.2f} of {args.cores}")
     print(watch.report())
 
 

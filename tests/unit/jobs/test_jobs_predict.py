@@ -69,6 +69,33 @@ def test_embed_buckets_by_length_and_keeps_row_order(tmp_path):
     assert embed(fn, np.zeros((0, 0), np.int64), 4).shape[0] == 0
 
 
+def test_embed_lists_gathers_each_call_from_the_flat_values(tmp_path):
+    """Model calls of one length (strided rows of the flat values) and of several (pads after the
+    shorter rows), empty rows, a sliced array: the same embeddings as the padded matrix, in order."""
+    import tensorflow as tf
+
+    from sparkml_tf.retrieval.remote import embed_lists, load_model
+    from sparkml_tf.spark.executor import list_offsets_values, padded_from_list_array
+
+    table = np.random.default_rng(0).normal(size=(NUM_ITEMS, DIM)).astype(np.float32)
+    fn = load_model("gather", save_average_model(tmp_path / "export", table))
+    rng = np.random.default_rng(1)
+    lists = [rng.integers(NUM_ITEMS, size=n).tolist() for n in rng.choice([0, 1, 3, 3, 3, 6], size=60)]
+    array = pa.array(lists, pa.list_(pa.int64()))
+    expected = fn(items=tf.constant(padded_from_list_array(array)))["user_embedding"].numpy()
+    for batch_size in (1, 4, 7, 60, 100):
+        chunks = []
+        recording = lambda items: chunks.append(items.numpy()) or fn(items=items)  # noqa: E731
+        np.testing.assert_allclose(embed_lists(recording, *list_offsets_values(array), batch_size), expected, rtol=1e-6)
+        assert sum(len(c) for c in chunks) == len(lists) and all(len(c) <= batch_size for c in chunks)
+        for chunk in chunks:  # each call is as wide as its longest row, pads only at row ends
+            used = chunk != -1
+            assert used[:, -1].any() or chunk.shape[1] == 1
+            assert (np.sort(used, axis=1)[:, ::-1] == used).all()
+    sliced = array.slice(10, 30)
+    np.testing.assert_allclose(embed_lists(fn, *list_offsets_values(sliced), 8), expected[10:40], rtol=1e-6)
+
+
 def test_freeze_heap_moves_live_objects_out_of_collections():
     import gc
 
