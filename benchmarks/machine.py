@@ -2,9 +2,10 @@
 
 Every benchmark here makes one ``LoadWatch`` when it starts and prints ``watch.report()`` (and puts
 ``watch.fields()`` into its JSON, when it writes one) when it ends: the CPU count, the load average
-(1, 5, 15 min) at the start and at the end, and a WARNING line when the 1-minute load average was
-above half the CPUs at either end. Figures printed under that warning are from a busy machine:
-quote them as such, never beside idle ones.
+(1, 5, 15 min) at the start and at the end, and a WARNING line when the machine was busy: a
+1-minute load average above half the CPUs at the start, or at the end above what the benchmark
+alone can make (one runnable thread per CPU) by a quarter of the CPUs. Figures printed under that
+warning are from a busy machine: quote them as such, never beside idle ones.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List
 
-BUSY_SHARE = 0.5  # a 1-minute load average above this share of the CPUs: a busy machine
+BUSY_SHARE = 0.5  # at the start, a 1-minute load average above this share of the CPUs: a busy machine
+OWN_SHARE = 1.0  # at the end, the benchmark's own threads account for up to one per CPU
 
 
 class LoadWatch:
@@ -27,7 +29,7 @@ class LoadWatch:
 
     @property
     def busy(self) -> bool:
-        return max(self.start[0], self.end[0]) > BUSY_SHARE * self.cpus
+        return self.start[0] > BUSY_SHARE * self.cpus or self.end[0] > (OWN_SHARE + BUSY_SHARE / 2) * self.cpus
 
     def fields(self) -> Dict[str, object]:
         """For a benchmark's JSON output."""
@@ -47,7 +49,8 @@ class LoadWatch:
         ]
         if self.busy:
             lines.append(
-                f"WARNING: busy machine (1-min load average above {BUSY_SHARE:g} x {self.cpus} CPUs at the start or the end): "
+                f"WARNING: busy machine (1-min load average above {BUSY_SHARE:g} x {self.cpus} CPUs at the start, "
+                f"or above {OWN_SHARE + BUSY_SHARE / 2:g} x {self.cpus} at the end): "
                 "these figures are not idle figures; label them as such or rerun on an idle machine"
             )
         return "\n".join(lines)

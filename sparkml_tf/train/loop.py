@@ -10,8 +10,13 @@ Checkpoints (model, optimizer, step, epochs done, best metric and weights, patie
 ``checkpoint_dir``, which must be shared by all workers (HDFS, S3, ...): the chief writes there and
 every worker restores from there; other workers write theirs to a local temp dir, as TF asks for
 MultiWorkerMirroredStrategy. A rerun resumes from the latest checkpoint (the input pipeline starts
-over, reshuffled). Each task's validation metric is computed on the whole validation set by every
-worker, so all workers reach the same early-stopping decision without talking.
+over, reshuffled). A task's validation may split its users over the workers (the retrieval task
+does: each scores its share, one all-reduce sums them), so that every worker holds the same
+metric and all reach the same early-stopping decision.
+
+Per step there is one collective, the all-reduce of the gradients: each worker keeps its share of
+the loss and the shares are summed once a round. ``benchmarks/bench_training.py`` measures the loop
+against a plain TensorFlow process (docs/benchmarks.md, "Training throughput").
 
 What a worker reports (:mod:`sparkml_tf.telemetry`), from plain settings: the chief writes TensorBoard
 scalars to ``tensorboard_dir`` (the loss of every step; at each evaluation the validation metrics,
@@ -321,7 +326,26 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
                 start += len(variables)
             return value
 
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(step_fn, args=(next(iterator),)), axis=None)
+        # This worker's share of the loss: summed over the workers once a round (sum_losses), not in a
+        # collective of its own every step.
+        loss = strategy.experimental_local_results(strategy.run(step_fn, args=(next(iterator),)))[0]
+        step.assign_add(1)  # in the graph: no eager op, no read back, between steps
+        return loss
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def sum_over_workers(values):
+        def fn(v):
+            # tf.identity places the value on this replica's device: a function input has no device,
+            # and all_reduce would find no destination for it ("destinations can not be empty").
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(v))
+
+        return strategy.experimental_local_results(strategy.run(fn, args=(values,)))[0]
+
+    def sum_losses(losses):
+        """The round's per-step losses of the whole batch: every worker's shares summed (a collective
+        with several workers: each calls it once a round, after the same steps)."""
+        stacked = tf.cast(tf.stack(losses), tf.float32)
+        return sum_over_workers(stacked) if num_workers > 1 else stacked
 
     def save_history():
         if is_chief:
@@ -339,21 +363,23 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
         for epoch in range(int(epochs_done), schedule.num_evaluations):
             if stopped or (pause_at and int(step) >= pause_at):
                 break
-            start, losses, round_start = time.perf_counter(), [], int(step)
-            while int(step) < min((epoch + 1) * schedule.eval_every, schedule.max_steps):
+            start, cpu_start, losses, round_start = time.perf_counter(), time.process_time(), [], int(step)
+            current, round_end = round_start, min((epoch + 1) * schedule.eval_every, schedule.max_steps)
+            while current < round_end:  # per step: the step function and a few Python lines, nothing read back
                 if not profiler.done:
-                    profiler.tick(int(step) - first_step)
+                    profiler.tick(current - first_step)
                 losses.append(train_step(iterator))
-                step.assign_add(1)
-                current = int(step)
+                current += 1
                 if not profiler.done:
                     profiler.tick(current - first_step)
                 if current % checkpoint_every == 0:
                     manager.save(checkpoint_number=current)
-            train_seconds = time.perf_counter() - start
+            train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start  # CPU: every thread of this process
+            steps_run = len(losses)
+            losses = [float(v) for v in sum_losses(losses).numpy()] if losses else []
             metrics = task.evaluate(net)
             value = float(metrics[task.metric])
-            epoch_loss = float(tf.reduce_mean(tf.stack(losses))) if losses else float("nan")
+            epoch_loss = float(sum(losses) / len(losses)) if losses else float("nan")
             if value > float(best_metric):  # NaN never improves
                 best_metric.assign(value)
                 bad_epochs.assign(0)
@@ -363,11 +389,10 @@ def run_loop(task: LoopTask, settings: Dict[str, Any]) -> LoopResult:
                 bad_epochs.assign_add(1)
             epochs_done.assign(epoch + 1)
             seconds = time.perf_counter() - start
-            steps_run = len(losses)
             examples_per_s = steps_run * global_batch / train_seconds if train_seconds > 0 else None
             history.append(
-                {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds, "steps": steps_run,
-                 "examples_per_s": examples_per_s}
+                {"epoch": epoch, "step": int(step), "loss": epoch_loss, **metrics, "seconds": seconds, "train_seconds": train_seconds,
+                 "train_cpu_seconds": train_cpu_seconds, "steps": steps_run, "examples_per_s": examples_per_s}
             )
             if is_chief:  # every rank computes the same numbers; one copy is enough
                 elapsed = time.perf_counter() - loop_start
