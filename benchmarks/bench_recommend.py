@@ -23,8 +23,10 @@ average. Per-core ratio = job rate / (cores x single-process rate), as in bench_
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -66,6 +68,8 @@ def main() -> None:
     from sparkml_tf.testing.average_model import save_average_model
 
     tmp = tempfile.mkdtemp(prefix="bench-recommend-")
+
+    atexit.register(shutil.rmtree, tmp, True)  # history, model, index and outputs
     vectors, biases, _ = realistic_data(args.items, args.dim, 20, 1, seed=0)
     save_average_model(f"{tmp}/export", vectors)
     ids = np.arange(args.items, dtype=np.int64)

@@ -15,8 +15,10 @@ it), and the peak RSS of the Python worker that built a shard. Rounds alternate 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,6 +58,7 @@ def main() -> None:
 
     vectors, biases, users = realistic_data(args.items, args.dim, 20, args.queries, seed=0)
     tmp = tempfile.mkdtemp(prefix="bench-shards-")
+    atexit.register(shutil.rmtree, tmp, True)  # embeddings and both indexes: GBs at 1M items
     ids = np.arange(args.items, dtype=np.int64)
     vector_column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), args.dim).cast(pa.list_(pa.float32()))
     pq.write_table(

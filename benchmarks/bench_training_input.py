@@ -12,7 +12,9 @@ decoded examples kept in memory after the first epoch, so later epochs do not to
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,6 +47,8 @@ def main() -> None:
     from sparkml_tf.train.launch import build_specs
 
     work = tempfile.mkdtemp(prefix="sparkml-tf-bench-")
+
+    atexit.register(shutil.rmtree, work, True)  # dataset, checkpoints and exports
     dataset = f"{work}/dataset"
     write_toy_dataset(dataset, num_users=args.users, num_items=args.items, num_shards=args.shards, num_validation=200, items_per_user=30)
     # The same examples, decoded once into memory.
