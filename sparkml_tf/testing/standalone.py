@@ -63,6 +63,7 @@ class StandaloneCluster:
         self.logs: List[str] = []
         self.submitted: List[subprocess.Popen] = []
         self.driver_dir = os.path.join(self.workdir, "driver-local")  # client-mode drivers' spark.local.dir (their copy of --archives)
+        self.executor_tmp = os.path.join(self.workdir, "executor-tmp")  # executors' java.io.tmpdir: Spark copies --archives there (~1 GB each)
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -135,6 +136,7 @@ class StandaloneCluster:
         self.submitted.clear()
         self.remove_environments()
         shutil.rmtree(self.driver_dir, ignore_errors=True)
+        shutil.rmtree(self.executor_tmp, ignore_errors=True)
 
     def __enter__(self) -> "StandaloneCluster":
         return self.start()
@@ -148,7 +150,9 @@ class StandaloneCluster:
     def submit(self, args: Sequence[str], log: str, env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None) -> subprocess.Popen:
         """``spark-submit --master <this cluster> ARGS`` in the background, its output into ``log``."""
         os.makedirs(self.driver_dir, exist_ok=True)
-        argv = [os.path.join(self.home, "bin", "spark-submit"), "--master", self.url, "--conf", f"spark.local.dir={self.driver_dir}", *args]
+        os.makedirs(self.executor_tmp, exist_ok=True)
+        argv = [os.path.join(self.home, "bin", "spark-submit"), "--master", self.url, "--conf", f"spark.local.dir={self.driver_dir}",
+                "--conf", f"spark.executor.extraJavaOptions=-Djava.io.tmpdir={self.executor_tmp}", *args]
         with open(log, "wb") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=clean_env(env), cwd=cwd,
                                        start_new_session=True)
