@@ -254,7 +254,11 @@ def executor_jvms(executor_dir):
 @pytest.fixture(scope="module")
 def scoring_world(tmp_path_factory):
     """A CTR export (a tiny SavedModel with the export contract) and one day of candidates, big
-    enough (many small model calls) that scoring runs for a while on two 1-core executors."""
+    enough (many small model calls) that scoring runs for a while on two 1-core executors.
+
+    Each file is one Parquet row group (about 0.5 MB), so the test reads one file per task: smaller
+    splits of a one-row-group file are empty tasks that end in milliseconds, and a kill aimed at a
+    running task could land after it (the executor lost between tasks, no task to rerun)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -280,7 +284,7 @@ def test_scoring_survives_a_killed_executor_and_never_shows_a_partial_partition(
     scores = f"{work}/scores"
     config = {
         "type": "sparkml_tf.engine.Pipeline", "name": "score", "tracking": None,
-        "spark": {"type": "sparkml_tf.spark.SparkConfig", "app_name": "sparkml-tf-score-fault", "conf": {"spark.sql.files.maxPartitionBytes": "262144"}},
+        "spark": {"type": "sparkml_tf.spark.SparkConfig", "app_name": "sparkml-tf-score-fault", "conf": {"spark.sql.files.maxPartitionBytes": "1048576"}},
         "jobs": [{"type": "sparkml_tf.ranking.ScoreCandidates", "candidates_path": f"{root}/candidates", "output_path": scores,
                   "quarantine_path": f"{work}/quarantine", "export_dir": f"{root}/export", "date": day, "batch_size": 32}],
     }
