@@ -68,3 +68,23 @@ def write_toy_dataset(
     with open(f"{path}/stats.json", "w") as f:
         json.dump(stats, f)
     return stats
+
+
+def toy_train_settings(root: str, **overrides: Any) -> Dict[str, Any]:
+    """Training settings for a toy dataset written to ``<root>/ds``: a small average + BPR model whose
+    outputs (export, embeddings, checkpoints) go under ``root``; ``overrides`` replace or add keys."""
+    settings: Dict[str, Any] = {
+        "dataset_dir": os.path.join(root, "ds"),
+        "export_dir": os.path.join(root, "export"),
+        "embeddings_dir": os.path.join(root, "embeddings"),
+        "checkpoint_dir": os.path.join(root, "ckpt"),
+        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
+        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
+        "epochs": 2,
+        "batch_size": 32,
+        "learning_rate": 0.01,
+        "patience": 3,
+        "tf_threads": 1,
+    }
+    settings.update(overrides)
+    return settings

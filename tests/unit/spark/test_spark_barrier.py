@@ -87,24 +87,11 @@ def test_local_launcher_and_factory():
 
 
 def test_two_worker_training(spark, tmp_path):
-    from sparkml_tf.retrieval.toy import write_toy_dataset
+    from sparkml_tf.retrieval.toy import toy_train_settings, write_toy_dataset
     from sparkml_tf.retrieval.trainer import train_worker
 
     write_toy_dataset(str(tmp_path / "ds"), num_users=128, num_items=60, num_shards=2, num_validation=32)
-    settings = {
-        "dataset_dir": str(tmp_path / "ds"),
-        "export_dir": str(tmp_path / "export"),
-        "embeddings_dir": str(tmp_path / "embeddings"),
-        "checkpoint_dir": str(tmp_path / "ckpt"),
-        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
-        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
-        "epochs": 2,
-        "batch_size": 32,
-        "learning_rate": 0.01,
-        "checkpoint_every_steps": 3,
-        "patience": 3,
-        "tf_threads": 1,
-    }
+    settings = toy_train_settings(str(tmp_path), checkpoint_every_steps=3)
     result = SparkBarrierLauncher(2, spark=spark).run(train_worker, build_specs(settings))
     assert result["num_workers"] == 2
     assert result["steps"] == 2 * result["steps_per_epoch"] == 8

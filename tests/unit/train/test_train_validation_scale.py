@@ -137,24 +137,12 @@ def test_two_workers_validate_split_and_agree_with_one(spark, tmp_path):
     all-reduced validation NDCG is the one a single process computes over every validation user."""
     from sparkml_tf.retrieval.layout import RetrievalDataset
     from sparkml_tf.retrieval.records import read_validation
-    from sparkml_tf.retrieval.toy import write_toy_dataset
+    from sparkml_tf.retrieval.toy import toy_train_settings, write_toy_dataset
     from sparkml_tf.spark.barrier import SparkBarrierLauncher
     from sparkml_tf.train.launch import build_specs
 
     write_toy_dataset(str(tmp_path / "ds"), num_users=128, num_items=60, num_shards=2, num_validation=33)
-    settings = {
-        "dataset_dir": str(tmp_path / "ds"),
-        "export_dir": str(tmp_path / "export"),
-        "embeddings_dir": str(tmp_path / "embeddings"),
-        "checkpoint_dir": str(tmp_path / "ckpt"),
-        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
-        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
-        "epochs": 2,
-        "batch_size": 32,
-        "learning_rate": 0.01,
-        "patience": 3,
-        "tf_threads": 1,
-    }
+    settings = toy_train_settings(str(tmp_path))
     result = SparkBarrierLauncher(2, spark=spark).run(trainer.train_worker, build_specs(settings))
     assert result["num_workers"] == 2 and len(result["history"]) == 2
     loaded = tf.saved_model.load(result["export_path"])  # the best evaluation's weights
