@@ -29,12 +29,16 @@ from sparkml_tf.errors import ConfigError, DataError, SparkmlTfError
 LOGGER = logging.getLogger(__name__)
 
 
-def _inside(spec: Dict[str, Any], value: Any) -> bool:
+def _nearest(spec: Dict[str, Any], value: Any) -> Any:
+    """``value`` itself when the space holds it; a number outside a numeric range moves to the
+    nearer bound (a config's ``l2`` of 0 against a log range from 1e-8: 1e-8); otherwise None."""
     if spec["type"] == "categorical":
-        return value in spec["choices"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return spec["low"] <= value <= spec["high"] and (spec["type"] != "int" or float(value).is_integer())
+        return value if value in spec["choices"] else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if spec["type"] == "int" and not float(value).is_integer():
+        return None
+    return min(max(value, spec["low"]), spec["high"])
 
 
 class Tune(Job):
@@ -166,8 +170,8 @@ class Tune(Job):
         return self._report(ctx, study, records, metric)
 
     def _first_trials(self) -> List[Dict[str, Any]]:
-        """Trials to try first: the config's own values of the space's keys (when they lie in the
-        space), so the search starts from what the user has, then ``enqueue``."""
+        """Trials to try first: the config's own values of the space's keys (a number outside its
+        range at the nearer bound), so the search starts from what the user has, then ``enqueue``."""
         first = []
         if self.include_defaults:
             macros = self._resolve().macros
@@ -177,10 +181,15 @@ class Tune(Job):
                 for part in key.split("."):
                     node = node.get(part) if isinstance(node, dict) else None
                 current[key] = node
-            if all(_inside(self.space[k], v) for k, v in current.items()):
-                first.append(current)
+            nearest = {key: _nearest(self.space[key], value) for key, value in current.items()}
+            if all(value is not None for value in nearest.values()):
+                moved = {key: (current[key], value) for key, value in nearest.items() if value != current[key]}
+                if moved:
+                    LOGGER.info("%s: the config's own values tried first, moved into the space: %s", self.name,
+                                ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in moved.items()))
+                first.append(nearest)
             else:
-                LOGGER.info("%s: the config's own values %s are not all inside the space; not tried first", self.name, current)
+                LOGGER.info("%s: the config's own values %s are not all in the space; not tried first", self.name, current)
         return first + self.enqueue
 
     def _run_rung(self, ctx: RunContext, worker, active: List[Dict[str, Any]], budget: Optional[int]) -> List[Dict[str, Any]]:
