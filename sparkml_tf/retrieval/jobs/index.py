@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from sparkml_tf.engine.base import Job, RunContext
 from sparkml_tf.io.outputs import atomic_output, check_location, is_complete
@@ -92,7 +92,8 @@ class BuildIndex(Job):
         ctx.describe(f"{self.name}: {self.num_shards} shards")
         with atomic_output(self.output_dir, ctx.force) as tmp:
             threads = self.num_threads or 1  # one task per shard, each on its task's core
-            fn = make_build_shards_fn(str(self.embeddings_dir), tmp, self.num_shards, self.M, self.ef_construction, self.ef, threads)
+            norm2 = largest_squared_norm(spark, str(self.embeddings_dir))  # every shard augments to the catalogue's Φ
+            fn = make_build_shards_fn(str(self.embeddings_dir), tmp, self.num_shards, self.M, self.ef_construction, self.ef, threads, norm2)
             schema = ", ".join(f"{f.name} {'long' if str(f.type) == 'int64' else 'double'}" for f in SHARD_SCHEMA())
             shards = [row.asDict() for row in spark.range(self.num_shards).repartition(self.num_shards).mapInArrow(fn, schema).collect()]
             if sorted(s["shard"] for s in shards) != list(range(self.num_shards)):
@@ -114,3 +115,15 @@ def _log_index(ctx: RunContext, directory: str) -> None:
 
     with _local_dir_for_read(directory) as local:
         ctx.tracker.log_artifact(local, "index")
+
+
+def largest_squared_norm(spark, embeddings_dir: str) -> Optional[float]:
+    """The largest ``|[v, b]|²`` over the item embeddings (one pass on the executors); None when empty."""
+    from pyspark.sql import functions as F
+
+    frame = spark.read.parquet(embeddings_dir)
+    squared = F.aggregate("vector", F.lit(0.0).cast("double"), lambda total, x: total + x.cast("double") * x.cast("double"))
+    if "bias" in frame.columns:
+        squared = squared + F.coalesce(F.col("bias").cast("double"), F.lit(0.0)) ** 2
+    value = frame.select(F.max(squared)).first()[0]
+    return None if value is None else float(value)

@@ -102,3 +102,25 @@ def test_k_larger_than_count_is_clamped():
     _, vectors, biases = _items(n=15)
     found, _ = HnswIndex.build(vectors, biases).query(vectors[:2], 100)
     assert found.shape == (2, 15)
+
+
+def test_a_given_norm_bound_augments_every_item_to_it_and_keeps_the_scores():
+    """A shard augments to the whole catalogue's largest norm (norm2), never below its own largest;
+    inner products with queries, and so the scores and lists, are unchanged."""
+    from sparkml_tf.index.hnsw import augment_norms, fold
+
+    ids, vectors, biases = _items()
+    data = fold(vectors, biases)
+    largest = float(np.max(np.einsum("ij,ij->i", data, data, dtype=np.float64)))
+    for bound, expected in ((None, largest), (4 * largest, 4 * largest), (largest / 2, largest)):
+        augmented = augment_norms(data, bound)
+        np.testing.assert_allclose(np.einsum("ij,ij->i", augmented, augmented, dtype=np.float64), expected, rtol=1e-5)
+        np.testing.assert_array_equal(augmented[:, :-1], data)
+    queries = np.random.default_rng(2).normal(size=(20, 8)).astype(np.float32)
+    index = HnswIndex.build(vectors, biases, ids=ids, M=16, ef_construction=200, ef=300, norm2=4 * largest)
+    stored = index.index.get_items([0], return_type="numpy")
+    assert float(np.sum(np.asarray(stored, np.float64) ** 2)) == pytest.approx(4 * largest, rel=1e-5)
+    found, scores = index.query(queries, 10)
+    truth, truth_scores = exact_search(vectors, biases, queries, 10, ids=ids)
+    np.testing.assert_array_equal(found, truth)
+    np.testing.assert_allclose(scores, truth_scores, rtol=1e-4, atol=1e-4)

@@ -153,7 +153,7 @@ def test_bad_settings_are_reported_at_their_key(kwargs, key):
 def test_a_sharded_index_built_on_executors_recommends_what_one_index_does(setup, tmp_path):
     import json
 
-    from sparkml_tf.index.hnsw import num_index_shards, read_index_items
+    from sparkml_tf.index.hnsw import HnswIndex, num_index_shards, read_index_items, read_item_embeddings, shard_dir
     from sparkml_tf.retrieval.jobs.index import BuildIndex
 
     tmp, spark = setup["tmp"], setup["spark"]
@@ -164,6 +164,12 @@ def test_a_sharded_index_built_on_executors_recommends_what_one_index_does(setup
     assert [s["count"] for s in manifest["shards"]] == [10, 10, 10]  # ids 0..29 by id mod 3
     ids, _ = read_index_items(str(tmp_path / "index"))
     assert sorted(ids) == list(range(NUM_ITEMS))
+    # Every shard augments its items to the whole catalogue's largest norm, as one index does.
+    _, _, vectors, biases = read_item_embeddings(str(tmp / "emb"))
+    largest = float(np.max(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64) + biases.astype(np.float64) ** 2))
+    for shard in range(3):
+        stored = np.asarray(HnswIndex.load(shard_dir(str(tmp_path / "index"), shard)).index.get_items([0], return_type="numpy"), np.float64)
+        assert float(np.sum(stored ** 2)) == pytest.approx(largest, rel=1e-5)
 
     one = _job(tmp, output_path=str(tmp_path / "one"), quarantine_path=str(tmp_path / "q1")).run(ctx)
     sharded = _job(tmp, output_path=str(tmp_path / "sharded"), quarantine_path=str(tmp_path / "q3"), index_dir=str(tmp_path / "index")).run(ctx)
