@@ -43,7 +43,10 @@ SHOW, DROP, HOLD = "show", "drop", "hold"
 _ABSL_PREINIT = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 # absl/glog: "I0000 00:00:1796046779.656195   13148 port.cc:153] message" (also gRPC's, through absl).
 _GLOG = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ [^\s\]]+:\d+\] ?(.*)$")
-_CONTINUATION = re.compile(r"^(\s|:|\{|\[\[|Additional GRPC error information)")
+# Lines that continue a multi-line absl message: indented or brace-led detail, gRPC's trailer, and
+# the coordination service's list of unhealthy tasks ("/job:worker/replica:0/task:1", "The tasks
+# have crashed. ... [type.googleapis.com/tensorflow.CoordinationServiceError=...]").
+_CONTINUATION = re.compile(r"^(\s|:|\{|\[\[|Additional GRPC error information|/job:|The tasks have crashed|.*type\.googleapis\.com/tensorflow\.)")
 # TensorFlow found no CUDA driver: the machine has no usable NVIDIA GPU.
 _NO_DRIVER = re.compile(r"Could not find cuda drivers|no CUDA-capable device is detected|CUDA_ERROR_NO_DEVICE|libcuda\.so\.1: cannot open shared object")
 # Probing for CUDA where there is no driver: expected failures, once per process.
