@@ -188,7 +188,7 @@ class RetrievalTask:
 
     def dataset(self, input_context, per_replica_batch: int, seed: int):
         shuffle_buffer = int(self.settings.get("shuffle_buffer", 10000))
-        return training_batches(self.source(input_context), self.preprocess, per_replica_batch, shuffle_buffer, seed)
+        return training_batches(self.source(input_context), self.preprocess, per_replica_batch, shuffle_buffer, seed, in_memory=self.cache)
 
     def evaluate(self, net) -> Dict[str, float]:
         """The mean NDCG@100 over all validation users, identical on every worker: this worker's share

@@ -13,6 +13,7 @@ def whole_list_example(num_items: int, loss: Any = None) -> Callable[[Any], Dict
     def make_example(items):
         return {"items": tf.reshape(tf.cast(items, tf.int64), [-1])}
 
+    make_example.whole_list = True  # the trainer may batch such users without this function (records.whole_list_batches)
     return make_example
 
 
