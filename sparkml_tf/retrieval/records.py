@@ -130,7 +130,7 @@ def whole_list_batches(raw_items, batch_size: int, shuffle_buffer: int, seed: in
     if not parts:  # a worker without users: the element path gives its (empty) answer
         return training_batches(raw_items, lambda items: {"items": items}, batch_size, shuffle_buffer, seed)
     users = tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-    rows = tf.data.Dataset.range(users.nrows()).repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    rows = tf.data.Dataset.range(tf.cast(users.nrows(), tf.int64)).repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     batches = rows.batch(batch_size, drop_remainder=True).map(
         lambda picked: {"items": tf.gather(users, picked).to_tensor(default_value=-1)}, num_parallel_calls=tf.data.AUTOTUNE
     )

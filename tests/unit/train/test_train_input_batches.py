@@ -11,25 +11,25 @@ from sparkml_tf.retrieval.models.inputs import whole_list_example
 from sparkml_tf.retrieval.records import training_batches, whole_list_batches
 
 
-def users(count, seed=0):
+def users(count, seed=0, splits=tf.int64):
     rng = np.random.default_rng(seed)
     rows = [rng.choice(500, size=rng.integers(1, 40), replace=False).astype(np.int64) for _ in range(count)]
-    return tf.data.Dataset.from_tensor_slices(tf.ragged.constant(rows, dtype=tf.int64))
+    return tf.data.Dataset.from_tensor_slices(tf.ragged.constant(rows, dtype=tf.int64, row_splits_dtype=splits))
 
 
 def take(dataset, n):
     return [batch["items"].numpy() for batch in itertools.islice(iter(dataset), n)]
 
 
-@pytest.mark.parametrize("count, batch, buffer", [(300, 32, 100), (50, 16, 10_000), (37, 37, 5)])
-def test_whole_list_batches_are_the_element_paths_in_the_same_order(count, batch, buffer):
+@pytest.mark.parametrize("count, batch, buffer, splits", [(300, 32, 100, tf.int64), (50, 16, 10_000, tf.int32), (37, 37, 5, tf.int64)])
+def test_whole_list_batches_are_the_element_paths_in_the_same_order(count, batch, buffer, splits):
     """Several passes over the users (the repeat crosses epoch edges), every batch equal: same users,
     same order, the same -1 padding to the batch's longest list."""
     preprocess = whole_list_example(500)
     assert preprocess.whole_list
     steps = 3 * count // batch + 2
-    element = take(training_batches(users(count), preprocess, batch, buffer, seed=7), steps)
-    held = take(training_batches(users(count), preprocess, batch, buffer, seed=7, in_memory=True), steps)
+    element = take(training_batches(users(count, splits=splits), preprocess, batch, buffer, seed=7), steps)
+    held = take(training_batches(users(count, splits=splits), preprocess, batch, buffer, seed=7, in_memory=True), steps)  # int32 splits: as parsed
     assert len(held) == len(element) == steps
     for a, b in zip(element, held):
         assert a.dtype == b.dtype == np.int64
