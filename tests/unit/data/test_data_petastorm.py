@@ -18,6 +18,7 @@ from sparkml_tf.engine.base import RunContext  # noqa: E402
 from sparkml_tf.errors import DataError  # noqa: E402
 from sparkml_tf.retrieval.jobs.dataset import BuildDataset  # noqa: E402
 from sparkml_tf.retrieval.petastorm_input import open_examples, read_petastorm_examples, read_validation, split_dir, to_url  # noqa: E402
+from sparkml_tf.retrieval.toy import toy_train_settings  # noqa: E402
 from sparkml_tf.retrieval.trainer import train_worker  # noqa: E402
 from sparkml_tf.spark.barrier import LocalLauncher  # noqa: E402
 from sparkml_tf.train.launch import build_specs  # noqa: E402
@@ -86,20 +87,7 @@ def test_each_shard_reads_its_own_row_groups(built):
 def test_trains_from_petastorm_end_to_end(built, tmp_path, cache):
     out, stats = built
     keras.backend.clear_session()
-    settings = {
-        "dataset_dir": out,
-        "export_dir": str(tmp_path / "export"),
-        "embeddings_dir": str(tmp_path / "embeddings"),
-        "checkpoint_dir": str(tmp_path / "checkpoints"),
-        "model": {"type": "sparkml_tf.retrieval.AverageModel", "embedding_dim": 8, "eval": None},
-        "loss": {"type": "sparkml_tf.retrieval.BPRLoss", "num_negatives": 4, "eval": None},
-        "epochs": 2,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "checkpoint_every_steps": 5,
-        "cache": cache,
-        "seed": 0,
-    }
+    settings = toy_train_settings(str(tmp_path), dataset_dir=out, batch_size=16, checkpoint_every_steps=5, cache=cache, seed=0)
     result = LocalLauncher().run(train_worker, build_specs(settings))
     assert result["epochs_run"] == 2 and result["steps"] == 2 * result["steps_per_epoch"]
     assert result["steps_per_epoch"] == -(-stats["num_train_examples"] // 16)  # more steps than one pass: the input repeats
