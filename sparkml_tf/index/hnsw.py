@@ -12,8 +12,9 @@ graph). With ``augment`` (the default) each stored vector gets one more coordina
 score is unchanged. The shards of a sharded index all use the largest norm of the whole catalogue
 (``norm2``): with its own, smaller ``Φ`` a shard's graph is laid out differently from one index's
 (the extra coordinate changes fastest near ``Φ``, among the high-norm items that top the lists),
-and at 1M items a shard missed 3x as many of its true top 100. On embeddings shaped like a trained recommender's (power-law norms), this
-takes recall@100 from about 0.45 to 0.99+ at the same speed (see docs/benchmarks.md, "ANN").
+and at 1M items a shard missed 3x as many of its true top 100. On embeddings shaped like a
+trained recommender's (power-law norms), augmentation takes recall@100 from about 0.45 to 0.99+
+at the same speed (see docs/benchmarks.md, "ANN").
 
 On disk (``save(dir)``): ``index.bin`` (hnswlib), ``ids.parquet`` (row ``i`` = hnswlib label
 ``i``: columns ``id`` int64 vocab id, ``item`` string) and ``params.json`` (M, ef_construction,
@@ -277,11 +278,11 @@ class HnswIndex:
         if space not in ("ip", "l2", "cosine") or (space != "ip" and not augment):
             raise ValueError(f"space must be 'ip', or with augment=True 'l2' or 'cosine'; got {space!r} (augment={augment})")
         data = fold(vectors, biases) if fold_bias else vectors
-        if not augment:
-            norm2 = 0.0
         if augment:
             data = augment_norms(data, norm2)
             norm2 = float(np.einsum("ij,ij->i", data[:1], data[:1], dtype=np.float64)[0])
+        else:
+            norm2 = 0.0
         count, dim = data.shape
         ids = np.arange(count, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         items = ids.astype(str).astype(object) if items is None else np.asarray(items, dtype=object)
