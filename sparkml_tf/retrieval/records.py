@@ -108,20 +108,24 @@ def training_batches(raw_items, preprocess: Callable, batch_size: int, shuffle_b
     if in_memory and getattr(preprocess, "whole_list", False):
         return whole_list_batches(raw_items, batch_size, shuffle_buffer, seed)
 
-    # repeat before shuffle: the buffer stays full across epoch boundaries instead of draining and
-    # refilling (a stall while shuffle_buffer records are read and decoded, with no training).
-    # Epochs are counted in steps anyway, so their edges need not be exact.
-    ds = raw_items.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _repeat_shuffled(raw_items, shuffle_buffer, seed).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     spec = ds.element_spec
     ds = ds.padded_batch(batch_size, padding_values={key: tf.constant(-1, spec[key].dtype) for key in spec}, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _repeat_shuffled(ds, shuffle_buffer: int, seed: int):
+    """The one shuffle of training input (users, or their row numbers): both paths shuffle alike, so
+    they give the same order. Repeat before shuffle: the buffer stays full across epoch boundaries
+    instead of draining and refilling (a stall while shuffle_buffer records are read and decoded,
+    with no training). Epochs are counted in steps anyway, so their edges need not be exact."""
+    return ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+
 def whole_list_batches(raw_items, batch_size: int, shuffle_buffer: int, seed: int):
     """Batches ``{"items": int64 [b, longest]}`` (-1 pads) of whole user lists, with no work per user:
-    the users are read once into one RaggedTensor, their row numbers shuffled (the same shuffle,
-    seed and buffer as :func:`training_batches`, so the same order) and gathered a batch at a time.
+    the users are read once into one RaggedTensor, their row numbers shuffled (:func:`_repeat_shuffled`,
+    as :func:`training_batches` shuffles users, so the same order) and gathered a batch at a time.
     The per-user map and padding cost about 11 ms of CPU per batch of 256 at the default config's
     sizes, this about 0.5 ms."""
     import tensorflow as tf
@@ -130,7 +134,7 @@ def whole_list_batches(raw_items, batch_size: int, shuffle_buffer: int, seed: in
     if not parts:  # a worker without users: the element path gives its (empty) answer
         return training_batches(raw_items, lambda items: {"items": items}, batch_size, shuffle_buffer, seed)
     users = tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-    rows = tf.data.Dataset.range(tf.cast(users.nrows(), tf.int64)).repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    rows = _repeat_shuffled(tf.data.Dataset.range(tf.cast(users.nrows(), tf.int64)), shuffle_buffer, seed)
     batches = rows.batch(batch_size, drop_remainder=True).map(
         lambda picked: {"items": tf.gather(users, picked).to_tensor(default_value=-1)}, num_parallel_calls=tf.data.AUTOTUNE
     )
