@@ -3,10 +3,11 @@
     python benchmarks/bench_training_input.py --users 20000 --items 5000
 
 Prints examples/s (median of --runs runs, first epoch left out as warm-up: it traces the step
-function for every source) and the ratio TFRecord / in-memory; the goal is >= 0.9 (the input
-pipeline is not the bottleneck). Two TFRecord modes are measured: streaming (the shards are read
-and decoded every epoch: what a dataset larger than memory gets) and cached (the trainer's default,
-decoded examples kept in memory after the first epoch, so later epochs do not touch the files).
+function for every source) and the ratios against in-memory tensors. The headline is **streaming**
+(`cache: false`: the shards are read, decompressed and decoded in every epoch, what a dataset
+larger than memory gets), goal >= 0.95. Cached (the trainer's default: the decoded users kept in
+memory after the first epoch) is printed apart: epoch 0, the only one that reads the files, is left
+out of the timing, so it compares in-memory input with in-memory input.
 """
 
 from __future__ import annotations
@@ -78,8 +79,11 @@ def main() -> None:
     print(f"users={args.users} items={args.items} shards={args.shards} batch={args.batch_size} dim={args.dim} runs={args.runs}")
     for name, values in results.items():
         print(f"{name:<19}: {medians[name]:10.0f} examples/s  {[round(x) for x in values]}")
-    for name in ("tfrecord streaming", "tfrecord cached"):
-        print(f"ratio {name}/in-memory: {medians[name] / medians['in-memory']:.3f} (goal >= 0.9)")
+    print(f"headline: tfrecord streaming/in-memory {medians['tfrecord streaming'] / medians['in-memory']:.3f} (goal >= 0.95)")
+    print(
+        f"tfrecord cached/in-memory {medians['tfrecord cached'] / medians['in-memory']:.3f} "
+        "(the files are read in epoch 0 only, which is left out: in-memory input against in-memory input)"
+    )
     print(watch.report())
 
 

@@ -97,17 +97,35 @@ def pad(rows: List[List[int]]):
 
 
 def training_batches(raw_items, preprocess: Callable, batch_size: int, shuffle_buffer: int, seed: int, in_memory: bool = False):
-    """Per-user ``items`` -> shuffled, repeated, padded batches of training examples (-1 pads).
+    """Per-user input -> shuffled, repeated, padded batches of training examples (-1 pads).
 
-    ``in_memory`` (the source is finite and may be held: the trainer's cached input) with a
-    whole-list ``preprocess`` (:func:`sparkml_tf.retrieval.models.inputs.whole_list_example`, marked
-    ``whole_list``): the same batches, in the same order, from the users held as one RaggedTensor
-    (:func:`whole_list_batches`)."""
+    ``raw_items`` holds one user per element: their ``items`` (int64 [n]), or the serialized
+    ``tf.train.Example`` itself (a string: :func:`tfrecord_source` streaming, ``cache=False``), parsed
+    here a batch at a time. A ``preprocess`` with a ``batched`` form (a function of the items of a
+    batch of users, a RaggedTensor [b, None], to the batch: every built-in model) never runs per user:
+
+    - ``in_memory`` (the source is finite and may be held: the trainer's cached input): the users
+      are held as one RaggedTensor, their row numbers shuffled and gathered (:func:`gathered_batches`);
+    - otherwise the users (or their records) are shuffled, then batched, parsed and preprocessed
+      together.
+
+    Either way the users and their order are the per-user path's: the shuffle sees positions only
+    (tests compare them batch for batch). A ``preprocess`` without ``batched`` maps user by user."""
     import tensorflow as tf
 
-    if in_memory and getattr(preprocess, "whole_list", False):
-        return whole_list_batches(raw_items, batch_size, shuffle_buffer, seed)
-
+    batched = getattr(preprocess, "batched", None)
+    records = raw_items.element_spec.dtype == tf.string
+    if batched is not None and in_memory:
+        return gathered_batches(raw_items, preprocess, batch_size, shuffle_buffer, seed)
+    if batched is not None:
+        ds = _repeat_shuffled(raw_items, shuffle_buffer, seed)
+        if records:
+            ds = ds.batch(batch_size, drop_remainder=True).map(lambda r: batched(parse_train_batch(r)), num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.ragged_batch(batch_size, drop_remainder=True).map(batched, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    if records:
+        raw_items = raw_items.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     ds = _repeat_shuffled(raw_items, shuffle_buffer, seed).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     spec = ds.element_spec
     ds = ds.padded_batch(batch_size, padding_values={key: tf.constant(-1, spec[key].dtype) for key in spec}, drop_remainder=True)
@@ -115,29 +133,29 @@ def training_batches(raw_items, preprocess: Callable, batch_size: int, shuffle_b
 
 
 def _repeat_shuffled(ds, shuffle_buffer: int, seed: int):
-    """The one shuffle of training input (users, or their row numbers): both paths shuffle alike, so
-    they give the same order. Repeat before shuffle: the buffer stays full across epoch boundaries
-    instead of draining and refilling (a stall while shuffle_buffer records are read and decoded,
-    with no training). Epochs are counted in steps anyway, so their edges need not be exact."""
+    """The one shuffle of training input (users, their records or their row numbers): every path
+    shuffles alike, so they give the same order. Repeat before shuffle: the buffer stays full across
+    epoch boundaries instead of draining and refilling (a stall while shuffle_buffer records are read
+    and decoded, with no training). Epochs are counted in steps anyway, so their edges need not be exact."""
     return ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
 
-def whole_list_batches(raw_items, batch_size: int, shuffle_buffer: int, seed: int):
-    """Batches ``{"items": int64 [b, longest]}`` (-1 pads) of whole user lists, with no work per user:
-    the users are read once into one RaggedTensor, their row numbers shuffled (:func:`_repeat_shuffled`,
-    as :func:`training_batches` shuffles users, so the same order) and gathered a batch at a time.
-    The per-user map and padding cost about 11 ms of CPU per batch of 256 at the default config's
-    sizes, this about 0.5 ms."""
+def gathered_batches(raw_items, preprocess: Callable, batch_size: int, shuffle_buffer: int, seed: int):
+    """Batches of ``preprocess.batched`` with no work per user: the users are read once into one
+    RaggedTensor, their row numbers shuffled (:func:`_repeat_shuffled`, as :func:`training_batches`
+    shuffles users, so the same order) and gathered a batch at a time. The per-user map and padding
+    cost about 11 ms of CPU per batch of 256 at the default config's sizes, this about 0.5 ms."""
     import tensorflow as tf
 
-    parts = list(raw_items.ragged_batch(4096))
-    if not parts:  # a worker without users: the element path gives its (empty) answer
-        return training_batches(raw_items, lambda items: {"items": items}, batch_size, shuffle_buffer, seed)
+    if raw_items.element_spec.dtype == tf.string:
+        parts = list(raw_items.batch(4096).map(parse_train_batch))
+    else:
+        parts = list(raw_items.ragged_batch(4096))
+    if not parts:  # a worker without users: the per-user path gives its (empty) answer
+        return training_batches(raw_items, lambda items: preprocess(items), batch_size, shuffle_buffer, seed)
     users = tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
     rows = _repeat_shuffled(tf.data.Dataset.range(tf.cast(users.nrows(), tf.int64)), shuffle_buffer, seed)
-    batches = rows.batch(batch_size, drop_remainder=True).map(
-        lambda picked: {"items": tf.gather(users, picked).to_tensor(default_value=-1)}, num_parallel_calls=tf.data.AUTOTUNE
-    )
+    batches = rows.batch(batch_size, drop_remainder=True).map(lambda picked: preprocess.batched(tf.gather(users, picked)), num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
@@ -171,14 +189,17 @@ def tfrecord_source(files: List[str], cache: bool = True):
 
     ``cache`` keeps the decoded examples in memory after the first epoch (a worker's share of the
     interaction lists is small next to its RAM), so later epochs skip GZIP and protobuf decoding.
+    Without it the shards are read every epoch and the serialized records are what the source
+    yields: :func:`training_batches` shuffles them and parses a batch at a time.
     """
     import tensorflow as tf
 
     def source(input_context):
         mine = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
         ds = tf.data.TFRecordDataset(mine, compression_type="GZIP", num_parallel_reads=min(len(mine), 4) or None)
-        ds = ds.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-        return ds.cache() if cache else ds
+        if not cache:
+            return ds
+        return ds.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
 
     return source
 

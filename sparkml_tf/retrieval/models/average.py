@@ -65,6 +65,28 @@ class AverageModel:
             negatives = tf.random.uniform([num_negatives], 0, num_items, dtype=tf.int64)
             return {"inputs": items[:num_inputs], "positives": positives, "negatives": negatives}
 
+        def make_batch(items):
+            """The same draws for a batch of users at once (a RaggedTensor [b, None]), padded with -1."""
+            items = tf.cast(items, tf.int64)
+            rows = tf.cast(items.value_rowids(), tf.int64)
+            values, count = items.values, tf.size(items.values)
+            # Each user's items in a random order: sort by row, then by a random key.
+            values = tf.gather(values, tf.argsort(tf.cast(rows, tf.float64) + tf.random.uniform([count], dtype=tf.float64)))
+            nrows, lengths = items.nrows(out_type=tf.int64), tf.cast(items.row_lengths(), tf.int64)
+            kept = tf.math.unsorted_segment_sum(tf.cast(tf.random.uniform([count]) < keep_prob, tf.int64), rows, nrows)
+            num_inputs = tf.gather(tf.clip_by_value(kept, 1, tf.maximum(lengths - 1, 1)), rows)
+            position = tf.range(tf.cast(count, tf.int64)) - tf.gather(tf.cast(items.row_starts(), tf.int64), rows)
+
+            def part(mask):
+                return tf.RaggedTensor.from_value_rowids(values[mask], rows[mask], nrows=nrows).to_tensor(default_value=-1)
+
+            return {
+                "inputs": part(position < num_inputs),
+                "positives": part((position >= num_inputs) & (position < num_inputs + max_positives)),
+                "negatives": tf.random.uniform(tf.stack([nrows, num_negatives]), 0, num_items, dtype=tf.int64),
+            }
+
+        make_example.batched = make_batch  # what the trainer runs (records.training_batches): no work per user
         return make_example
 
     def __repr__(self) -> str:

@@ -13,7 +13,10 @@ def whole_list_example(num_items: int, loss: Any = None) -> Callable[[Any], Dict
     def make_example(items):
         return {"items": tf.reshape(tf.cast(items, tf.int64), [-1])}
 
-    make_example.whole_list = True  # the trainer may batch such users without this function (records.whole_list_batches)
+    def make_batch(items):  # a RaggedTensor [b, None]: the same batch as make_example's, padded with -1
+        return {"items": tf.cast(items, tf.int64).to_tensor(default_value=-1)}
+
+    make_example.batched = make_batch  # what the trainer runs (records.training_batches): no work per user
     return make_example
 
 
