@@ -153,6 +153,9 @@ def summary(latencies: np.ndarray, wall: float, cpu: float) -> Dict[str, float]:
     }
 
 
+PHASE = {"now": "serving"}  # what ran while a collection happened: "serving", "swap, weights only", "swap, loaded in full"
+
+
 def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, rows: List[List[dict]]) -> Dict[bool, Dict[str, float]]:
     """For each ``weight_swap`` setting (True, then False, alternating, so that load from other work
     weighs on both alike): median over ``swaps`` version swaps of p99 / max latency of raw-row calls
@@ -182,11 +185,13 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
             shutil.copytree(sources[2 - version % 2], tmp)  # written before the window, like a finished export
             time.sleep(1.0)
             published = time.perf_counter()
+            PHASE["now"] = f"swap, {'weights only' if mode else 'loaded in full'}"
             os.rename(tmp, f"{export_dir}/{version}")
             while scorer.version != version:
                 time.sleep(0.001)
             switched = time.perf_counter()
             time.sleep(0.2)
+            PHASE["now"] = "serving"
             steady = np.array([lat for start, lat in records if published - 1.0 <= start < published])
             during = np.array([lat for start, lat in records if published <= start < switched + 0.2])
             stats["steady p99"].append(float(np.percentile(steady, 99)))
@@ -206,17 +211,18 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
 
 def watch_gc() -> Dict[str, List[tuple]]:
     """The interpreter's garbage collections from now on: generation -> (wall ms, CPU ms of the
-    collecting thread) of each. A full collection over TensorFlow's and the models' ~400k objects,
-    unless frozen, is a latency spike; wall minus CPU is time the thread was preempted."""
+    collecting thread, what ran then: ``PHASE``, objects collected) of each. A full collection over
+    TensorFlow's and the models' ~400k objects, unless frozen, is a latency spike; wall minus CPU
+    is time the thread was preempted."""
     pauses: Dict[str, List[tuple]] = {"gen0": [], "gen1": [], "gen2": []}
     started = threading.local()
 
     def callback(phase: str, info: dict) -> None:
         if phase == "start":
-            started.at = (time.perf_counter(), time.thread_time())
+            started.at = (time.perf_counter(), time.thread_time(), PHASE["now"])
         else:
-            wall, cpu = started.at
-            pauses[f"gen{info['generation']}"].append(((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3))
+            wall, cpu, during = started.at
+            pauses[f"gen{info['generation']}"].append(((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3, during, info["collected"]))
 
     gc.callbacks.append(callback)
     return pauses
@@ -362,9 +368,17 @@ def main() -> None:
         print(f"{name:<52} {r['steady p99']:>10.3f} {r['steady max']:>10.2f} {r['swap p99']:>9.3f} {r['swap max']:>9.2f} {r['swap seconds']:>14.2f}")
     print(f"  (median over {args.swaps} swaps each; weights-only and full loads alternate)")
     print()
-    print("garbage collections while the paths and swaps ran (count; longest pause, wall ms / CPU ms of the collecting thread):")
-    print("  " + "; ".join(f"{gen} {len(p)}: {max(p, default=(0.0, 0.0))[0]:.2f} / {max((c for _, c in p), default=0.0):.2f}" for gen, p in gc_pauses.items()))
-    longest = max((w for p in gc_pauses.values() for w, _ in p), default=0.0)
+    print("garbage collections while the paths and swaps ran (count; longest pause, wall ms / CPU ms of the collecting thread), by what ran then:")
+    phases = sorted({during for p in gc_pauses.values() for _, _, during, _ in p})
+    for during in phases:
+        parts = []
+        for gen, p in gc_pauses.items():
+            mine = [x for x in p if x[2] == during]
+            parts.append(f"{gen} {len(mine)}: {max((w for w, *_ in mine), default=0.0):.2f} / {max((c for _, c, *_ in mine), default=0.0):.2f}")
+        print(f"  {during:<22} " + "; ".join(parts))
+    # The goal: what a request can meet with the scorer's defaults (serving, weights-only swaps); full
+    # loads (weight_swap=False, or a new architecture) are printed above, apart.
+    longest = max((w for p in gc_pauses.values() for w, _, during, _ in p if during != "swap, loaded in full"), default=0.0)
     print(f"a full gc.collect() at the end (shortest of 3): {gc_ms[0]:.2f} ms wall / {gc_ms[1]:.2f} ms CPU over {tracked:,} tracked objects, "
           f"{gc.get_freeze_count():,} frozen{'' if gc.get_freeze_count() else ' (--no-gc-freeze)'}")
     gc_ms = gc_ms[0]
@@ -383,7 +397,7 @@ def main() -> None:
         print(f"  {goal:<22} <= {limit:<5} {measured[goal][0]:>40.3f} {marks[0]:<8} {measured[goal][1]:7.3f} {marks[1]}")
     pause = max(longest, gc_ms)
     print(f"  {'gc pause ms':<22} <= {GC_PAUSE_GOAL_MS:<5} {pause:>40.3f} {'met' if pause <= GC_PAUSE_GOAL_MS else 'NOT met'}"
-          "     (the longer of: longest collection while serving, a full collection at the end)")
+          "     (the longer of: longest collection while serving and in weights-only swaps, a full collection at the end)")
     print()
     print(watch.report())
 

@@ -73,3 +73,11 @@ def test_missing_embeddings_raise_data_error(tmp_path):
         BuildIndex(str(tmp_path / "nope"), str(tmp_path / "index")).run(RunContext())
     assert e.value.code == "DATA_NOT_FOUND"
     assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize("num_shards", [2, 3, 4, 8])
+def test_each_shard_is_built_by_its_own_task(spark, num_shards):
+    """One shard number per partition: the shards build in parallel, one task each."""
+    from sparkml_tf.retrieval.jobs.index import shard_tasks
+
+    assert shard_tasks(spark, num_shards).rdd.glom().map(lambda rows: [row.id for row in rows]).collect() == [[s] for s in range(num_shards)]
