@@ -196,7 +196,11 @@ def tfrecord_source(files: List[str], cache: bool = True):
 
     def source(input_context):
         mine = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
-        ds = tf.data.TFRecordDataset(mine, compression_type="GZIP", num_parallel_reads=min(len(mine), 4) or None)
+        # Local shards are read one after the other: reading them is CPU work that the training step
+        # needs (4 parallel readers took streaming input from 0.98 to 0.79 of in-memory input on 2
+        # cores); remote ones by 4 at a time, where the wait is the store's latency.
+        remote = any("://" in name and not name.startswith("file:") for name in mine)
+        ds = tf.data.TFRecordDataset(mine, compression_type="GZIP", num_parallel_reads=(min(len(mine), 4) or None) if remote else None)
         if not cache:
             return ds
         return ds.batch(1024).map(parse_train_batch, num_parallel_calls=tf.data.AUTOTUNE).unbatch().cache()
