@@ -211,7 +211,7 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
 
 def watch_gc() -> Dict[str, List[tuple]]:
     """The interpreter's garbage collections from now on: generation -> (wall ms, CPU ms of the
-    collecting thread, what ran then: ``PHASE``, objects collected) of each. A full collection over
+    collecting thread, what ran then: ``PHASE``) of each. A full collection over
     TensorFlow's and the models' ~400k objects, unless frozen, is a latency spike; wall minus CPU
     is time the thread was preempted."""
     pauses: Dict[str, List[tuple]] = {"gen0": [], "gen1": [], "gen2": []}
@@ -222,7 +222,7 @@ def watch_gc() -> Dict[str, List[tuple]]:
             started.at = (time.perf_counter(), time.thread_time(), PHASE["now"])
         else:
             wall, cpu, during = started.at
-            pauses[f"gen{info['generation']}"].append(((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3, during, info["collected"]))
+            pauses[f"gen{info['generation']}"].append(((time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3, during))
 
     gc.callbacks.append(callback)
     return pauses
@@ -369,16 +369,16 @@ def main() -> None:
     print(f"  (median over {args.swaps} swaps each; weights-only and full loads alternate)")
     print()
     print("garbage collections while the paths and swaps ran (count; longest pause, wall ms / CPU ms of the collecting thread), by what ran then:")
-    phases = sorted({during for p in gc_pauses.values() for _, _, during, _ in p})
+    phases = sorted({during for p in gc_pauses.values() for _, _, during in p})
     for during in phases:
         parts = []
         for gen, p in gc_pauses.items():
             mine = [x for x in p if x[2] == during]
-            parts.append(f"{gen} {len(mine)}: {max((w for w, *_ in mine), default=0.0):.2f} / {max((c for _, c, *_ in mine), default=0.0):.2f}")
+            parts.append(f"{gen} {len(mine)}: {max((w for w, _, _ in mine), default=0.0):.2f} / {max((c for _, c, _ in mine), default=0.0):.2f}")
         print(f"  {during:<22} " + "; ".join(parts))
     # The goal: what a request can meet with the scorer's defaults (serving, weights-only swaps); full
     # loads (weight_swap=False, or a new architecture) are printed above, apart.
-    longest = max((w for p in gc_pauses.values() for w, _, during, _ in p if during != "swap, loaded in full"), default=0.0)
+    longest = max((w for p in gc_pauses.values() for w, _, during in p if during != "swap, loaded in full"), default=0.0)
     print(f"a full gc.collect() at the end (shortest of 3): {gc_ms[0]:.2f} ms wall / {gc_ms[1]:.2f} ms CPU over {tracked:,} tracked objects, "
           f"{gc.get_freeze_count():,} frozen{'' if gc.get_freeze_count() else ' (--no-gc-freeze)'}")
     gc_ms = gc_ms[0]
