@@ -427,6 +427,31 @@ def test_a_weights_only_load_gives_exactly_the_new_versions_scores(models, tmp_p
         assert scorer._servable.encoder is encoder  # the same feature_index.json: not read again
 
 
+def test_a_weights_only_load_proves_its_weights_with_one_batch(models, tmp_path, monkeypatch):
+    """Its function is warm for every size: one batch (the largest size up to 100 rows) proves the
+    new weights, where a full load runs every size (a 1,024-row warm-up holds requests on 1 TF thread)."""
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    sizes = []
+    predict = servable_module.Servable.predict
+
+    def recording(self, deep_ids, wide_ids, dense):
+        sizes.append(len(deep_ids))
+        return predict(self, deep_ids, wide_ids, dense)
+
+    with Scorer(export_dir, poll_seconds=None, batch_sizes=(1, 16, 100, 256)) as scorer:
+        monkeypatch.setattr(servable_module.Servable, "predict", recording)
+        publish(models[2], export_dir, 2)
+        assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "weights"
+        assert sizes == [100]
+        sizes.clear()
+        scorer.weight_swap = False
+        publish(models[1], export_dir, 3)
+        assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "full"
+        assert sorted(set(sizes)) == [1, 16, 100, 256]  # every size (and the export's 1-row warm-up records)
+    assert scorer_module.proof_rows((128, 512)) == 128 and scorer_module.proof_rows((1, 8)) == 8
+
+
 @pytest.mark.parametrize("name", ["wider", "extra_field"])
 def test_another_program_or_signature_is_loaded_in_full(models, other_models, tmp_path, name):
     export_dir = str(tmp_path / "export")
