@@ -171,6 +171,11 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
     during each swap and during the second before it."""
     records: List[tuple] = []  # (start, latency ms)
     stop = threading.Event()
+    # The client notes when the new version serves, so that this thread waits on an Event instead
+    # of polling scorer.version: a polling thread takes the GIL ~1000 times a second in the swap
+    # window only (not in the steady one), and would add its own waits to the swap's figures.
+    switch = {"version": None, "at": None}
+    switched_event = threading.Event()
 
     def client() -> None:
         i = 0
@@ -179,6 +184,9 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
             scorer.score(rows[i % len(rows)])
             records.append((start, (time.perf_counter() - start) * 1e3))
             i += 1
+            if switch["version"] is not None and not switched_event.is_set() and scorer.version == switch["version"]:
+                switch["at"] = time.perf_counter()
+                switched_event.set()
 
     thread = threading.Thread(target=client)
     thread.start()
@@ -192,13 +200,15 @@ def measure_swaps(scorer, export_dir: str, sources: Dict[int, str], swaps: int, 
             version = scorer.version + 1
             tmp = f"{export_dir}/.{version}.tmp"
             shutil.copytree(sources[2 - version % 2], tmp)  # written before the window, like a finished export
+            switched_event.clear()
+            switch["version"] = version
             time.sleep(1.0)
             published = time.perf_counter()
             PHASE["now"] = f"swap, {'weights only' if mode else 'loaded in full'}"
             os.rename(tmp, f"{export_dir}/{version}")
-            while scorer.version != version:
-                time.sleep(0.001)
-            switched = time.perf_counter()
+            if not switched_event.wait(timeout=120):
+                raise RuntimeError(f"version {version} was not served within 120 s: {scorer.last_error}")
+            switched = switch["at"]
             time.sleep(0.2)
             PHASE["now"] = "serving"
             steady = np.array([lat for start, lat in records if published - 1.0 <= start < published])
