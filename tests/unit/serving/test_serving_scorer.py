@@ -559,3 +559,47 @@ def test_the_first_scorer_freezes_the_heap_once_per_process(models, tmp_path):
     done = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT, export_dir], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "frozen" in done.stdout
+
+
+LEFTOVERS_SCRIPT = """
+import gc, shutil, sys
+from sparkml_tf.ranking.scorer import Scorer
+
+sources = sys.argv[1:3]
+gc.disable()  # no collection by the interpreter: only the scorer's own
+
+
+def graphs():  # the restored functions' graphs of every version still in memory
+    return sum(type(o).__name__ == "FuncGraph" for o in gc.get_objects())
+
+
+def full_loads(export, **settings):
+    shutil.copytree(sources[0], f"{export}/1")
+    scorer = Scorer(export, poll_seconds=None, weight_swap=False, **settings)
+    counts = []
+    for version in range(2, 8):
+        shutil.copytree(sources[version % 2], f"{export}/{version}")
+        assert scorer.refresh() and scorer.metrics()["loaded_by"] == "full"
+        counts.append(graphs())
+    scorer.close()
+    return counts
+
+
+unfrozen = full_loads(sys.argv[3] + "/a", gc_freeze=False)  # nothing collects the replaced versions' cycles
+frozen = full_loads(sys.argv[3] + "/b")  # each full load first collects what the versions before it left
+print("unfrozen", unfrozen, "frozen", frozen)
+assert unfrozen[-1] >= unfrozen[0] + 4, unfrozen
+assert frozen[-1] == frozen[1], frozen
+"""
+
+
+def test_each_full_load_collects_what_replaced_versions_left(models, tmp_path):
+    """Replaced versions loaded in full leave reference cycles in the oldest generation, which the
+    interpreter alone collects only after ~100k objects survive there (one long pause): with the
+    heap frozen, each full load first collects them, so they never pile up."""
+    import subprocess
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", LEFTOVERS_SCRIPT, models[1], models[2], str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "frozen" in done.stdout
