@@ -21,9 +21,10 @@ Two ways to load a version:
   the new version's own, so the old version's requests keep reading the old ones. The feature
   index is parsed only when its file differs from the serving one's. Cost: the version loaded in
   full stays in memory as long as later versions run its function, so one extra copy of the
-  weights stays resident. Once per full load, before its first weights-only load, the scorer
-  checks that the function on copies of its own variables gives exactly its own scores; if not,
-  every later version is loaded in full.
+  weights stays resident. Each full load (with ``weight_swap``) checks, before its version
+  serves, that the function on copies of its own variables gives exactly its own scores; if not,
+  later versions are loaded in full. (Checked then, inside the full load's own stall, and not by
+  the first weights-only load after it, whose requests would meet ~50 ms of extra work.)
 * **In full** (the first version, a changed program, changed variable shapes, or any problem on
   the weights-only path): ``tf.saved_model.load``, signature check, model call, warm-up. Restoring
   a SavedModel runs much Python and some long calls that hold the GIL, so requests that collide
@@ -286,7 +287,7 @@ class Scorer:
                     if self.gc_freeze:
                         collect_leftovers()
                     servable = load_servable(path, version, self.xla, self.batch_sizes, self.warmup)
-                    loaded = servable, program_of(servable), index_digest(path)
+                    loaded = servable, checked_program(servable) if self.weight_swap else program_of(servable), index_digest(path)
         except Exception as e:
             error = e
             if not isinstance(e, SparkmlTfError):
@@ -319,7 +320,7 @@ class Scorer:
                 LOGGER.info("model version %s has another program than version %s (fingerprint %s, not %s): loading it in full",
                             version, program.servable.version, fingerprint, program.fingerprint)
                 return None
-            if not program.checked:
+            if not program.checked:  # loaded in full with weight_swap=False: checked now
                 problem = program.rebinding_problem()
                 if problem:
                     LOGGER.warning("loading only the weights of a version is unusable with this TensorFlow (%s): loading versions in full", problem)
@@ -508,6 +509,27 @@ def program_of(servable) -> Optional[Program]:
         LOGGER.info("model version %s: this TensorFlow gives no SavedModel fingerprint; later versions are loaded in full", servable.version)
         return None
     return Program(servable, fingerprint, function, variables, names)
+
+
+def checked_program(servable) -> Optional[Program]:
+    """:func:`program_of` a version just loaded in full, with its function checked on other
+    variables (:meth:`Program.rebinding_problem`) now, inside the full load's own stall, rather
+    than by the first weights-only load after it (the check copies every variable and runs the
+    model twice: ~50 ms that requests would meet in a swap otherwise free of it). None (logged)
+    when later versions must load in full."""
+    program = program_of(servable)
+    if program is None:
+        return None
+    try:
+        problem = program.rebinding_problem()
+    except Exception as e:  # not a failure of the version: later versions load in full
+        LOGGER.info("model version %s: its function could not be checked on other variables (%s: %s); later versions are loaded in full",
+                    servable.version, type(e).__name__, e)
+        return None
+    if problem:
+        LOGGER.warning("loading only the weights of a version is unusable with this TensorFlow (%s): loading versions in full", problem)
+        return None
+    return program
 
 
 def checkpoint_keys(loaded, graph) -> Dict[int, Tuple[Any, str]]:

@@ -427,6 +427,21 @@ def test_a_weights_only_load_gives_exactly_the_new_versions_scores(models, tmp_p
         assert scorer._servable.encoder is encoder  # the same feature_index.json: not read again
 
 
+def test_a_full_load_checks_its_function_on_other_variables_itself(models, tmp_path):
+    """Not the first weights-only load after it: that check copies every variable and runs the
+    model twice, work a weights-only swap's requests would meet."""
+    export_dir = str(tmp_path / "export")
+    publish(models[1], export_dir, 1)
+    with Scorer(export_dir, poll_seconds=None) as scorer:
+        assert scorer._program.checked
+        scorer.weight_swap = False
+        publish(models[2], export_dir, 2)
+        assert scorer.refresh() is True and not scorer._program.checked  # no weights-only load to prepare for
+        scorer.weight_swap = True
+        publish(models[1], export_dir, 3)
+        assert scorer.refresh() is True and scorer.metrics()["loaded_by"] == "weights" and scorer._program.checked
+
+
 def test_a_weights_only_load_proves_its_weights_with_one_batch(models, tmp_path, monkeypatch):
     """Its function is warm for every size: one batch (the largest size up to 100 rows) proves the
     new weights, where a full load runs every size (a 1,024-row warm-up holds requests on 1 TF thread)."""
@@ -521,11 +536,11 @@ def test_a_function_that_cannot_take_other_variables_means_full_loads(models, tm
     export_dir = str(tmp_path / "export")
     publish(models[1], export_dir, 1)
     monkeypatch.setattr(scorer_module.Program, "rebinding_problem", lambda self: "a TensorFlow that binds variables differently")
-    with Scorer(export_dir, poll_seconds=None) as scorer:
+    with caplog.at_level("WARNING", logger="sparkml_tf.ranking.scorer"), Scorer(export_dir, poll_seconds=None) as scorer:
+        assert "binds variables differently" in caplog.text  # checked by the full load itself
         publish(models[2], export_dir, 2)
-        with caplog.at_level("WARNING", logger="sparkml_tf.ranking.scorer"):
-            assert scorer.refresh() is True
-        assert scorer.metrics()["loaded_by"] == "full" and "binds variables differently" in caplog.text
+        assert scorer.refresh() is True
+        assert scorer.metrics()["loaded_by"] == "full"
         np.testing.assert_allclose(scorer.score(raw_rows(5)), signature_scores(models[2], raw_rows(5)), rtol=1e-5, atol=1e-7)
 
 
