@@ -45,11 +45,7 @@ which collections skip, so a collection walks only objects made afterwards (abou
 weights-only load, 3,200 per full load: 0.4 ms). Later scorers and later versions are not
 frozen. Reference counting still frees frozen objects; only cycles among them are never
 collected: if the first version is replaced by a full load, its leftover cycles (~1,700 objects,
-~6 MiB) stay. (Freezing after every full load instead would keep ~6 MiB per full load.) A later
-version loaded in full also leaves cycles when it is replaced, in the oldest generation, which
-the interpreter collects by itself only after ~100k objects have survived into it (~40 full
-loads, ~6 MiB each meanwhile, then one pause of 221 ms measured); so each full load first runs
-one collection (:func:`collect_leftovers`, 4-8 ms, inside the full load's own stall).
+~6 MiB) stay. (Freezing after every full load instead would keep ~6 MiB per full load.)
 
 A version that fails to load (bad signature, unreadable files, a warm-up error) is logged,
 recorded in ``last_error`` and ``metrics()``, never retried, and the current version keeps
@@ -159,7 +155,6 @@ class Scorer:
         self.batch_sizes = tuple(sizes)
         self.load_switch_interval = load_switch_interval
         self.weight_swap = bool(weight_swap)
-        self.gc_freeze = bool(gc_freeze)
         self.last_error: Optional[SparkmlTfError] = None
         self._failed: Dict[int, str] = {}
         self._counts = {"loads": 0, "weight_loads": 0, "failed_loads": 0, "swaps": 0}
@@ -284,8 +279,6 @@ class Scorer:
             with gil_switch_interval(self.load_switch_interval):
                 loaded = self._try_load_weights(version, path) if self.weight_swap and self._program is not None else None
                 if loaded is None:
-                    if self.gc_freeze:
-                        collect_leftovers()
                     servable = load_servable(path, version, self.xla, self.batch_sizes, self.warmup)
                     loaded = servable, checked_program(servable) if self.weight_swap else program_of(servable), index_digest(path)
         except Exception as e:
@@ -631,23 +624,6 @@ def proof_rows(batch_sizes: Tuple[int, ...]) -> int:
 
 _FREEZE_LOCK = threading.Lock()
 _FROZEN = {"by_scorer": False}
-
-
-def collect_leftovers() -> None:
-    """A full collection before each full load, when the heap is frozen (it then walks only the
-    objects made since the freeze, a few thousand; skipped otherwise: TensorFlow's ~400k objects).
-
-    A version loaded in full leaves reference cycles when it is replaced, in the oldest generation,
-    which the interpreter collects by itself only once ~100k objects (a quarter of those alive at
-    the freeze's collection) have survived into it: here after ~40 full loads, holding ~6 MiB
-    each meanwhile, then in one 221 ms pause. Collected at the next full load instead, they cost
-    4-8 ms there (mostly TensorFlow freeing the old graphs), inside a window that a full load
-    stalls anyway, and at most one replaced version's cycles wait."""
-    if not gc.get_freeze_count():
-        return
-    start = time.perf_counter()
-    found = gc.collect()
-    LOGGER.info("collected %d objects left by versions loaded in full in %.2f ms", found, (time.perf_counter() - start) * 1e3)
 
 
 def freeze_heap() -> bool:
