@@ -318,12 +318,9 @@ class Scorer:
                 LOGGER.info("model version %s has another program than version %s (fingerprint %s, not %s): loading it in full",
                             version, program.servable.version, fingerprint, program.fingerprint)
                 return None
-            if not program.checked:  # loaded in full with weight_swap=False: checked now
-                problem = program.rebinding_problem()
-                if problem:
-                    LOGGER.warning("loading only the weights of a version is unusable with this TensorFlow (%s): loading versions in full", problem)
-                    self._program = None  # under the load lock; the next full load makes a new one
-                    return None
+            if not program.checked and not rebinding_checked(program):  # loaded in full with weight_swap=False: checked now
+                self._program = None  # under the load lock; the next full load makes a new one
+                return None
             digest = index_digest(path)
             current = self._servable
             index = (current.feature_index, current.encoder) if digest == self._index_digest else None
@@ -519,15 +516,20 @@ def checked_program(servable) -> Optional[Program]:
     if program is None:
         return None
     try:
-        problem = program.rebinding_problem()
+        return program if rebinding_checked(program) else None
     except Exception as e:  # not a failure of the version: later versions load in full
         LOGGER.info("model version %s: its function could not be checked on other variables (%s: %s); later versions are loaded in full",
                     servable.version, type(e).__name__, e)
         return None
+
+
+def rebinding_checked(program: Program) -> bool:
+    """:meth:`Program.rebinding_problem`, with the problem logged: True when versions can be loaded
+    by their weights through this program."""
+    problem = program.rebinding_problem()
     if problem:
         LOGGER.warning("loading only the weights of a version is unusable with this TensorFlow (%s): loading versions in full", problem)
-        return None
-    return program
+    return problem is None
 
 
 def checkpoint_keys(loaded, graph) -> Dict[int, Tuple[Any, str]]:
