@@ -257,14 +257,12 @@ def watch_gc() -> Dict[str, List[tuple]]:
     return pauses
 
 
-def server_process(source: str, vocab: int, swaps: int, tf_threads: int) -> None:
+def server_process(source: str, vocab: int, swaps: int, tf_threads: int, gc_freeze: bool) -> None:
     """``--server-process``: the garbage collector's view of a process that holds one scorer, as a
     server does (the benchmark's own process also holds a second scorer, reference functions and
     its records). One client thread scores raw rows while the scorer loads ``2 x swaps`` versions,
     weights-only and full loads alternating; prints, as one JSON line, each collection's longest
     pause by generation and by what ran then, and a full ``gc.collect()`` at the end (shortest of 3)."""
-    import json
-
     from sparkml_tf.spark.executor import configure_tf_threads
 
     configure_tf_threads(tf_threads)
@@ -273,7 +271,7 @@ def server_process(source: str, vocab: int, swaps: int, tf_threads: int) -> None
     scratch = tempfile.mkdtemp(prefix="bench-serving-server-")
     try:
         shutil.copytree(f"{source}/1", f"{scratch}/1")
-        scorer = Scorer(scratch, poll_seconds=None)
+        scorer = Scorer(scratch, poll_seconds=None, gc_freeze=gc_freeze)
         requests = raw_requests(scorer.feature_index, 64, vocab)
         pauses = watch_gc()
         stop = threading.Event()
@@ -337,7 +335,7 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     if args.server_process:
-        return server_process(args.server_process, args.vocab, args.swaps, args.tf_threads)
+        return server_process(args.server_process, args.vocab, args.swaps, args.tf_threads, not args.no_gc_freeze)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from machine import LoadWatch
 
@@ -439,7 +437,7 @@ def main() -> None:
             scorer.close()
         print("  the one-scorer process ...", flush=True)
         command = [sys.executable, os.path.abspath(__file__), "--server-process", f"{scratch}/source", "--vocab", str(args.vocab),
-                   "--swaps", str(args.swaps), "--tf-threads", str(args.tf_threads)]
+                   "--swaps", str(args.swaps), "--tf-threads", str(args.tf_threads)] + (["--no-gc-freeze"] if args.no_gc_freeze else [])
         server = json.loads(subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -488,9 +486,8 @@ def main() -> None:
     print(f"a process holding one scorer, as a server does (1 client thread, {server['loads']} loads: weights-only and full alternating), "
           "collections by what ran then (count: longest wall ms):")
     for during in sorted({key.split("|")[0] for key in server["pauses"]}):
-        parts = [f"{gen} {server['pauses'].get(f'{during}|{gen}', (0, 0.0))[0]}: {server['pauses'].get(f'{during}|{gen}', (0, 0.0))[1]:.2f}"
-                 for gen in ("gen0", "gen1", "gen2")]
-        print(f"  {during:<22} " + "; ".join(parts))
+        counts = {gen: server["pauses"].get(f"{during}|{gen}", (0, 0.0)) for gen in ("gen0", "gen1", "gen2")}
+        print(f"  {during:<22} " + "; ".join(f"{gen} {count}: {most:.2f}" for gen, (count, most) in counts.items()))
     print(f"  a full gc.collect() at the end (shortest of 3): {server['full_ms'][0]:.2f} ms wall / {server['full_ms'][1]:.2f} ms CPU "
           f"over {server['tracked']:,} tracked objects, {server['frozen']:,} frozen")
     server_longest = max((most for key, (_, most) in server["pauses"].items() if not key.startswith("swap, loaded in full")), default=0.0)
