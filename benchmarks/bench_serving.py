@@ -257,6 +257,17 @@ def watch_gc() -> Dict[str, List[tuple]]:
     return pauses
 
 
+def full_collection_ms() -> tuple:
+    """(wall ms, CPU ms of this thread) of a full ``gc.collect()``, the shortest of 3: the cost of
+    walking the heap, less preemption by other work."""
+    runs = []
+    for _ in range(3):
+        start, cpu = time.perf_counter(), time.thread_time()
+        gc.collect()
+        runs.append(((time.perf_counter() - start) * 1e3, (time.thread_time() - cpu) * 1e3))
+    return min(runs)
+
+
 def server_process(source: str, vocab: int, swaps: int, tf_threads: int, gc_freeze: bool) -> None:
     """``--server-process``: the garbage collector's view of a process that holds one scorer, as a
     server does (the benchmark's own process also holds a second scorer, reference functions and
@@ -300,18 +311,14 @@ def server_process(source: str, vocab: int, swaps: int, tf_threads: int, gc_free
             stop.set()
             thread.join()
         gc.callbacks.clear()
-        full = []
-        for _ in range(3):
-            start, cpu = time.perf_counter(), time.thread_time()
-            gc.collect()
-            full.append(((time.perf_counter() - start) * 1e3, (time.thread_time() - cpu) * 1e3))
+        full = full_collection_ms()
         longest = {}
         for gen, p in pauses.items():
             for wall, cpu, during in p:
                 key = f"{during}|{gen}"
                 count, most = longest.get(key, (0, 0.0))
                 longest[key] = (count + 1, max(most, wall))
-        print(json.dumps({"full_ms": min(full), "tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count(),
+        print(json.dumps({"full_ms": full, "tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count(),
                           "loads": scorer.metrics()["loads"], "pauses": longest}))
         scorer.close()
     finally:
@@ -427,12 +434,7 @@ def main() -> None:
             if failed:
                 raise RuntimeError(f"{failed} version load(s) failed during the swaps: {scorer.last_error}")
         gc.callbacks.clear()
-        gc_ms = []
-        for _ in range(3):  # the shortest of 3: the cost of walking the heap, less preemption by other work
-            start, cpu = time.perf_counter(), time.thread_time()
-            gc.collect()
-            gc_ms.append(((time.perf_counter() - start) * 1e3, (time.thread_time() - cpu) * 1e3))
-        gc_ms, tracked = min(gc_ms), len(gc.get_objects())
+        gc_ms, tracked = full_collection_ms(), len(gc.get_objects())
         for scorer in scorers.values():
             scorer.close()
         print("  the one-scorer process ...", flush=True)
